@@ -1,0 +1,40 @@
+"""create_app(settings): the ASGI application, wiring store, service, rate limiter and gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tione_server.config import Settings
+from tione_server.gateway import Gateway, Receive, Scope, Send
+from tione_server.ratelimit import LocalRateLimiter
+from tione_server.service import TioneService
+from tione_server.store import Store
+
+
+@dataclass
+class App:
+    """The ASGI callable: HTTP goes to the gateway; lifespan closes the store on shutdown."""
+
+    gateway: Gateway
+    store: Store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.gateway(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    self.store.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+
+def create_app(settings: Settings) -> App:
+    """Build the whole server from its settings."""
+    store = Store(settings.database_url)
+    service = TioneService(settings, store)
+    gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit))
+    return App(gateway=gateway, store=store)

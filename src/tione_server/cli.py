@@ -1,0 +1,134 @@
+"""The `tione-server` command: serve, keys {create,list,revoke}, import."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from tione_server.config import Settings
+from tione_server.store import Store
+
+database_option = click.option(
+    "--database",
+    "database",
+    envvar="TIONE_DATABASE_URL",
+    default=None,
+    help="sqlite:///path.db or postgresql+psycopg://...; default: tione.db in the working directory.",
+)
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings.from_env(**overrides)
+
+
+@click.group()
+def main() -> None:
+    """A self-hosted TI-ONE (2021-11-11) training-task service."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to bind.")
+@database_option
+@click.option(
+    "--rate-limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Requests per second per account and action; 0 turns the limit off.",
+)
+def serve(host: str, port: int, database: str | None, rate_limit: int) -> None:
+    """Run the API server."""
+    import uvicorn
+
+    from tione_server.app import create_app
+
+    settings = _settings(host=host, port=port, database_url=database, rate_limit=rate_limit)
+    app = create_app(settings)
+    if app.store.count_active_keys() == 0:
+        click.echo(
+            "No API keys yet. Create one with:\n"
+            f"  tione-server keys create --uin 100000000001 --database {settings.database_url}",
+            err=True,
+        )
+    click.echo(f"tione-server listening on http://{host}:{port} (database {settings.database_url})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@main.group()
+def keys() -> None:
+    """Manage the keys that sign requests."""
+
+
+@keys.command("create")
+@click.option("--uin", required=True, help="Account (UIN) the key acts for.")
+@click.option("--app-id", default=None, help="Account AppId (default: the UIN).")
+@click.option("--sub-uin", default=None, help="Sub-user the key belongs to (default: the account itself).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@database_option
+def keys_create(uin: str, app_id: str | None, sub_uin: str | None, as_json: bool, database: str | None) -> None:
+    """Create a key; its SecretKey is shown only this once."""
+    _require_digits(uin, "--uin")
+    store = Store(_settings(database_url=database).database_url)
+    key = store.create_key(uin=uin, app_id=app_id or uin, sub_uin=sub_uin or uin)
+    if as_json:
+        record = {"SecretId": key.secret_id, "SecretKey": key.secret_key, "Uin": key.uin}
+        record |= {"AppId": key.app_id, "SubUin": key.sub_uin}
+        click.echo(json.dumps(record))
+    else:
+        click.echo(f"SecretId:  {key.secret_id}\nSecretKey: {key.secret_key}\nUin: {key.uin}")
+        click.echo(f"AppId: {key.app_id}\nSubUin: {key.sub_uin}\n(The SecretKey is not shown again.)")
+
+
+@keys.command("list")
+@database_option
+def keys_list(database: str | None) -> None:
+    """List keys (never their secrets)."""
+    store = Store(_settings(database_url=database).database_url)
+    for k in store.list_keys():
+        state = "revoked" if k.revoked else "active"
+        click.echo(f"{k.secret_id}  uin={k.uin} app_id={k.app_id} sub_uin={k.sub_uin}  {state}")
+
+
+@keys.command("revoke")
+@click.argument("secret_id")
+@database_option
+def keys_revoke(secret_id: str, database: str | None) -> None:
+    """Revoke a key: requests it signs are refused from now on."""
+    store = Store(_settings(database_url=database).database_url)
+    if not store.revoke_key(secret_id):
+        click.echo(f"No active key {secret_id}.", err=True)
+        sys.exit(1)
+    click.echo(f"Revoked {secret_id}.")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--uin", required=True, help="Account the tasks belong to.")
+@click.option("--region", required=True, help="Region the tasks belong to, e.g. ap-guangzhou.")
+@click.option("--project", default=None, help="Workspace (TiProjectId); default workspace when omitted.")
+@click.option("--app-id", default=None, help="Account AppId (default: the UIN).")
+@database_option
+def import_(
+    file: Path, uin: str, region: str, project: str | None, app_id: str | None, database: str | None
+) -> None:
+    """Import tasks saved from the real service (history: nothing executes them)."""
+    from tione_server.importer import ImportError_, import_file
+
+    _require_digits(uin, "--uin")
+    settings = _settings(database_url=database)
+    store = Store(settings.database_url)
+    try:
+        count = import_file(store, file, uin=uin, app_id=app_id or uin, region=region, project=project, settings=settings)
+    except ImportError_ as err:
+        click.echo(f"Import failed, nothing was imported: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"Imported {count} task(s).")
+
+
+def _require_digits(value: str, option: str) -> None:
+    if not value.isdigit():
+        raise click.BadParameter("must be a string of digits, e.g. 100000000001", param_hint=option)

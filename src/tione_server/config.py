@@ -1,0 +1,60 @@
+"""Server settings: one frozen object, read from the command line and environment once, passed explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_REGIONS = ("ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-nanjing")
+"""Regions served by default (api3-protocol §8 #17); other known region codes answer UnsupportedRegion."""
+
+KNOWN_REGIONS = frozenset(
+    {
+        "ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-nanjing", "ap-chengdu", "ap-chongqing",
+        "ap-hongkong", "ap-singapore", "ap-bangkok", "ap-jakarta", "ap-seoul", "ap-tokyo", "ap-mumbai",
+        "na-siliconvalley", "na-ashburn", "na-toronto", "eu-frankfurt", "sa-saopaulo",
+        "ap-shanghai-fsi", "ap-shenzhen-fsi", "ap-beijing-fsi",
+    }
+)  # fmt: skip
+"""Every API 3.0 region code (api3-protocol appendix A); anything else is InvalidParameterValue."""
+
+
+def default_database_url() -> str:
+    """A SQLite file in the working directory."""
+    return f"sqlite:///{Path.cwd() / 'tione.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know; built once by the CLI (or a test) and passed down."""
+
+    database_url: str = field(default_factory=default_database_url)
+    """`sqlite:///path.db` or `postgresql+psycopg://user@host/db` (also TIONE_DATABASE_URL)."""
+    host: str = "127.0.0.1"
+    """Address to bind."""
+    port: int = 8080
+    """Port to bind."""
+    rate_limit: int = 20
+    """Requests per second per account and action; 0 turns the limit off."""
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    """Regions this server serves (TIONE_REGIONS, comma-separated)."""
+    time_offset_hours: int = 8
+    """Offset of task time strings on the wire (spec §1.3: `+08`)."""
+    timestamp_window: int = 300
+    """Seconds a signed request's timestamp may differ from server time (api3-protocol §4)."""
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Largest TC3 POST body; v1 bodies are capped at 1 MB and GET queries at 32 KB (api3-protocol §1)."""
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from TIONE_* environment variables, with explicit overrides (CLI options) winning."""
+        values: dict[str, object] = {}
+        if url := os.environ.get("TIONE_DATABASE_URL"):
+            values["database_url"] = url
+        if regions := os.environ.get("TIONE_REGIONS"):
+            values["regions"] = tuple(r.strip() for r in regions.split(",") if r.strip())
+        if offset := os.environ.get("TIONE_TIME_OFFSET_HOURS"):
+            values["time_offset_hours"] = int(offset)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,164 @@
+"""The API 3.0 error codes this service answers, one class per wire code (api3-protocol §6).
+
+Every failure a caller can cause is raised as an ApiError subclass; the gateway turns it into the
+error envelope in one place. Messages name the offending parameter in backticks.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ApiError(Exception):
+    """A failure with a wire code; `message_zh` is used when the caller asked for zh-CN and it is set."""
+
+    code: ClassVar[str] = "InternalError"
+
+    def __init__(self, message: str, message_zh: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.message_zh = message_zh
+
+    def localized(self, language: str) -> str:
+        """The message in the caller's language where a translation exists."""
+        if language == "zh-CN" and self.message_zh:
+            return self.message_zh
+        return self.message
+
+
+class InternalError(ApiError):
+    code = "InternalError"
+
+    def __init__(self, message: str = "An internal error has occurred. Retry your request.") -> None:
+        super().__init__(message, "内部错误，请重试。")
+
+
+class UnsupportedProtocol(ApiError):
+    code = "UnsupportedProtocol"
+
+
+class RequestSizeLimitExceeded(ApiError):
+    code = "RequestSizeLimitExceeded"
+
+
+class InvalidParameter(ApiError):
+    code = "InvalidParameter"
+
+    @classmethod
+    def type_error(cls, name: str) -> InvalidParameter:
+        """The wording the real service uses for a value of the wrong type."""
+        return cls(f"Parameter `{name}` type error.", f"参数`{name}`类型错误。")
+
+
+class MissingParameter(ApiError):
+    code = "MissingParameter"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"The request is missing a required parameter `{name}`.", f"缺少必填参数`{name}`。"
+        )
+        self.name = name
+
+
+class UnknownParameter(ApiError):
+    code = "UnknownParameter"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The parameter `{name}` is not recognized.", f"参数`{name}`未定义。")
+        self.name = name
+
+
+class InvalidParameterValue(ApiError):
+    code = "InvalidParameterValue"
+
+    @classmethod
+    def for_param(cls, name: str, detail: str = "") -> InvalidParameterValue:
+        """The standard wording, with an optional detail saying what is accepted."""
+        text = f"A value specified in `{name}` is not valid, is unsupported, or cannot be used."
+        return cls(f"{text} {detail}".strip())
+
+
+class PageLimitExceeded(InvalidParameterValue):
+    code = "InvalidParameterValue.PageLimitExceeded"
+
+
+class FilterLimitExceeded(InvalidParameterValue):
+    code = "InvalidParameterValue.LimitExceeded"
+
+
+class NoSuchVersion(ApiError):
+    code = "NoSuchVersion"
+
+
+class InvalidAction(ApiError):
+    code = "InvalidAction"
+
+
+class UnsupportedOperation(ApiError):
+    code = "UnsupportedOperation"
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"The action `{action}` is not supported by this server.")
+
+
+class UnsupportedRegion(ApiError):
+    code = "UnsupportedRegion"
+
+
+class RequestLimitExceeded(ApiError):
+    code = "RequestLimitExceeded"
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"Your current request times equals to `{count}` in a second, which exceeds the frequency "
+            f"limit `{limit}` for a second. Please reduce the frequency of calls.",
+            f"您当前每秒请求 `{count}` 次，超过了每秒频率上限 `{limit}`，请稍后重试。",
+        )
+
+
+class SignatureExpire(ApiError):
+    code = "AuthFailure.SignatureExpire"
+
+
+class SignatureFailure(ApiError):
+    code = "AuthFailure.SignatureFailure"
+
+    def __init__(self, detail: str = "") -> None:
+        text = "The provided credentials could not be validated. Please check your signature is correct."
+        super().__init__(f"{text} {detail}".strip(), "请求签名验证失败，请检查您的签名计算是否正确。")
+
+
+class InvalidAuthorization(ApiError):
+    code = "AuthFailure.InvalidAuthorization"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"The request `Authorization` header does not conform to tencentcloud standards: {detail}."
+        )
+
+
+class InvalidSecretId(ApiError):
+    code = "AuthFailure.InvalidSecretId"
+
+
+class SecretIdNotFound(ApiError):
+    code = "AuthFailure.SecretIdNotFound"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The SecretId is not found, please ensure that your SecretId is correct.",
+            "SecretId不存在，请输入正确的密钥。",
+        )
+
+
+class TokenFailure(ApiError):
+    code = "AuthFailure.TokenFailure"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Token verification failed. Please check your Token is correct.", "Token验证失败，请检查Token是否正确。"
+        )
+
+
+class ResourceNotFound(ApiError):
+    code = "ResourceNotFound"

@@ -1,0 +1,46 @@
+"""Stored tasks as wire objects: TrainingTaskSetItem for the list (spec §7), with every member filled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tione_server import timefmt
+from tione_server.api._generated import TrainingTaskSetItem
+from tione_server.api.complete import complete
+from tione_server.models import Task, TaskStatus
+
+ACTIVE_RUNTIME = frozenset({TaskStatus.RUNNING, TaskStatus.STOPPING})
+
+
+def runtime_seconds(task: Task, now: float) -> int:
+    """Seconds the current run has been RUNNING (spec §6.4); a stored figure wins once the run is over."""
+    if task.status in ACTIVE_RUNTIME and task.start_time is not None:
+        return max(0, int(now) - task.start_time)
+    stored = task.doc.get("RuntimeInSeconds")
+    if isinstance(stored, int):
+        return stored
+    if task.start_time is not None and task.end_time is not None:
+        return max(0, task.end_time - task.start_time)
+    return 0
+
+
+def list_item(task: Task, now: float, offset_hours: int) -> TrainingTaskSetItem:
+    """The task as DescribeTrainingTasks shows it."""
+    data: dict[str, Any] = dict(task.doc)
+    data.update(
+        Id=task.id,
+        Name=task.name,
+        ChargeType=task.charge_type,
+        ChargeStatus=task.charge_status,
+        ResourceGroupId=task.resource_group_id,
+        Status=task.status,
+        RuntimeInSeconds=runtime_seconds(task, now),
+        CreateTime=timefmt.render(task.create_time, offset_hours),
+        UpdateTime=timefmt.render(task.update_time, offset_hours),
+        StartTime=timefmt.render(task.start_time, offset_hours),
+        EndTime=timefmt.render(task.end_time, offset_hours),
+        Tags=[{"TagKey": k, "TagValue": v} for k, v in task.tags],
+        SubUin=task.creator,
+        AppId=task.app_id,
+    )
+    return complete(TrainingTaskSetItem, data)

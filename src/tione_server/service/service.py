@@ -1,0 +1,34 @@
+"""TioneService: the actions this server implements; every other action answers UnsupportedOperation."""
+
+from __future__ import annotations
+
+from tione_server.api._generated import (
+    DescribeTrainingTasksRequest,
+    DescribeTrainingTasksResponse,
+    TioneApi,
+)
+from tione_server.config import Settings
+from tione_server.context import RequestContext
+from tione_server.service.listing import build_query
+from tione_server.service.render import list_item
+from tione_server.service.scope import scope_of
+from tione_server.store import Store
+
+
+class TioneService(TioneApi):
+    """Business rules per action; the store is the only I/O."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    def describe_training_tasks(
+        self, ctx: RequestContext, req: DescribeTrainingTasksRequest
+    ) -> DescribeTrainingTasksResponse:
+        """The list, exactly per spec §5."""
+        query = build_query(req)
+        tasks, total = self.store.list_tasks(scope_of(ctx, req.TiProjectId), query)
+        offset = self.settings.time_offset_hours
+        return DescribeTrainingTasksResponse(
+            TrainingTaskSet=[list_item(t, ctx.now, offset) for t in tasks], TotalCount=total
+        )

@@ -1,0 +1,148 @@
+"""Signature checks for API 3.0 requests: TC3-HMAC-SHA256 and the older v1 HmacSHA1/HmacSHA256.
+
+Pure functions over the raw request parts (api3-protocol §3); no I/O, no clock, no error codes.
+The gateway decides what each outcome means on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+TC3_ALGORITHM = "TC3-HMAC-SHA256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+
+
+class MalformedAuthorization(ValueError):
+    """The Authorization header does not follow the TC3 grammar; the text says which part."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tc3Authorization:
+    """The parts of a `TC3-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...` header."""
+
+    secret_id: str
+    date: str
+    service: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+
+def parse_tc3_authorization(value: str) -> Tc3Authorization:
+    """Split a TC3 Authorization header; raise MalformedAuthorization naming the part that is wrong."""
+    algorithm, _, rest = value.strip().partition(" ")
+    if algorithm != TC3_ALGORITHM:
+        raise MalformedAuthorization("the algorithm must be `TC3-HMAC-SHA256`")
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        key, sep, val = part.strip().partition("=")
+        if not sep:
+            raise MalformedAuthorization(f"`{part.strip()}` is not of the form key=value")
+        fields[key.strip()] = val.strip()
+    for key in ("Credential", "SignedHeaders", "Signature"):
+        if not fields.get(key):
+            raise MalformedAuthorization(f"`{key}` is missing")
+    scope = fields["Credential"].split("/")
+    if len(scope) != 4 or scope[3] != "tc3_request" or not all(scope):
+        raise MalformedAuthorization("`Credential` must be SecretId/Date/Service/tc3_request")
+    signed = tuple(h.strip() for h in fields["SignedHeaders"].split(";"))
+    if "content-type" not in signed or "host" not in signed:
+        raise MalformedAuthorization("`SignedHeaders` must include content-type and host")
+    return Tc3Authorization(scope[0], scope[1], scope[2], signed, fields["Signature"].lower())
+
+
+def payload_hash(body: bytes, *, unsigned: bool) -> str:
+    """HashedRequestPayload: SHA-256 of the body, or of the literal UNSIGNED-PAYLOAD when opted out."""
+    return hashlib.sha256(UNSIGNED_PAYLOAD.encode() if unsigned else body).hexdigest()
+
+
+def tc3_signing_key(secret_key: str, date: str, service: str) -> bytes:
+    """The derived key chain TC3<key> -> date -> service -> tc3_request."""
+    k_date = hmac.new(f"TC3{secret_key}".encode(), date.encode(), hashlib.sha256).digest()
+    k_service = hmac.new(k_date, service.encode(), hashlib.sha256).digest()
+    return hmac.new(k_service, b"tc3_request", hashlib.sha256).digest()
+
+
+def tc3_string_to_sign(
+    *,
+    method: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    signed_headers: Sequence[str],
+    hashed_payload: str,
+    timestamp: str,
+    date: str,
+    service: str,
+    lowercase_values: bool,
+) -> str:
+    """StringToSign over the canonical request; `headers` maps lower-case names to raw values.
+
+    A signed header absent from `headers` raises KeyError.
+    """
+    names = sorted(signed_headers)
+    canonical_headers = "".join(
+        f"{n}:{headers[n].strip().lower() if lowercase_values else headers[n].strip()}\n" for n in names
+    )
+    canonical = "\n".join([method, "/", raw_query, canonical_headers, ";".join(names), hashed_payload])
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return f"{TC3_ALGORITHM}\n{timestamp}\n{date}/{service}/tc3_request\n{digest}"
+
+
+def tc3_signature(signing_key: bytes, string_to_sign: str) -> str:
+    """Lower-case hex HMAC-SHA256 of the string to sign."""
+    return hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_tc3(
+    auth: Tc3Authorization,
+    secret_key: str,
+    *,
+    method: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    timestamp: str,
+) -> bool:
+    """True when the signature verifies with lower-cased header values or with raw ones (§3.1 step 5)."""
+    unsigned = headers.get("x-tc-content-sha256", "") == UNSIGNED_PAYLOAD
+    hashed = payload_hash(body if method == "POST" else b"", unsigned=unsigned)
+    key = tc3_signing_key(secret_key, auth.date, auth.service)
+    query = raw_query if method == "GET" else ""
+    for lowercase in (True, False):
+        s2s = tc3_string_to_sign(
+            method=method,
+            raw_query=query,
+            headers=headers,
+            signed_headers=auth.signed_headers,
+            hashed_payload=hashed,
+            timestamp=timestamp,
+            date=auth.date,
+            service=auth.service,
+            lowercase_values=lowercase,
+        )
+        if hmac.compare_digest(tc3_signature(key, s2s), auth.signature):
+            return True
+    return False
+
+
+def v1_source(method: str, host: str, params: Sequence[tuple[str, str]]) -> str:
+    """The v1 source string: METHOD + Host + `/?` + sorted key=value pairs (keys with `_` read as `.`)."""
+    pairs = sorted((k.replace("_", "."), v) for k, v in params if k != "Signature")
+    return f"{method}{host}/?" + "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def v1_signature(secret_key: str, source: str, signature_method: str) -> str:
+    """Base64 HMAC of the source; HmacSHA256 when asked for, HmacSHA1 otherwise (api3-protocol §2.4)."""
+    algo = hashlib.sha256 if signature_method == "HmacSHA256" else hashlib.sha1
+    return base64.b64encode(hmac.new(secret_key.encode(), source.encode(), algo).digest()).decode()
+
+
+def verify_v1(secret_key: str, *, method: str, host: str, params: Sequence[tuple[str, str]]) -> bool:
+    """True when the presented `Signature` parameter matches."""
+    presented = next((v for k, v in params if k == "Signature"), "")
+    method_name = next((v for k, v in params if k == "SignatureMethod"), "")
+    expected = v1_signature(secret_key, v1_source(method, host, params), method_name)
+    return hmac.compare_digest(expected.encode(), presented.encode())

@@ -1,0 +1,70 @@
+"""DescribeTrainingTasks filters, tag filters and ordering as SQL conditions (spec §5.3-§5.6).
+
+One translation serves SQLite and PostgreSQL: fuzzy matching is LIKE on SQLite (ASCII case-insensitive
+by default) and ILIKE over "C"-collated columns on PostgreSQL (ASCII-only case folding), so both
+backends give the same answers.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select
+from sqlalchemy.sql.elements import UnaryExpression
+
+from tione_server.models import FieldFilter, TagCondition, TaskQuery
+from tione_server.store.schema import task_tags, tasks
+
+MAX_OFFSET = 2**62
+"""Offsets beyond this match nothing anyway; clamp so both databases can bind the value."""
+
+
+def like_pattern(value: str) -> str:
+    """A LIKE pattern for "contains `value`", with `%`, `_` and `\\` taken literally."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _field_condition(f: FieldFilter, dialect: str) -> ColumnElement[bool]:
+    column = tasks.c[f.column]
+    if f.fuzzy:
+        if dialect == "postgresql":
+            terms = [column.ilike(like_pattern(v), escape="\\") for v in f.values]
+        else:
+            terms = [column.like(like_pattern(v), escape="\\") for v in f.values]
+        cond: ColumnElement[bool] = or_(*terms)
+    else:
+        cond = column.in_(f.values)
+    return not_(cond) if f.negative else cond
+
+
+def _tag_condition(t: TagCondition) -> ColumnElement[bool]:
+    conds = [task_tags.c.num == tasks.c.num, task_tags.c.tag_key == t.key]
+    if t.values:
+        conds.append(task_tags.c.tag_value.in_(t.values))
+    return exists().where(*conds)
+
+
+def where(scope_id: int, query: TaskQuery, dialect: str) -> ColumnElement[bool]:
+    """Every condition of the query, ANDed, inside one scope."""
+    conds = [tasks.c.scope_id == scope_id]
+    conds += [_field_condition(f, dialect) for f in query.filters]
+    conds += [_tag_condition(t) for t in query.tags]
+    return and_(*conds)
+
+
+def order(query: TaskQuery) -> tuple[UnaryExpression[int], UnaryExpression[int]]:
+    """Sort key then integer id, both in the requested direction."""
+    key, num = tasks.c[query.order_by], tasks.c.num
+    if query.descending:
+        return key.desc(), num.desc()
+    return key.asc(), num.asc()
+
+
+def page(scope_id: int, query: TaskQuery, dialect: str) -> Select[tuple[str, ...]]:
+    """The SELECT for one page of matches."""
+    return (
+        select(*tasks.c)
+        .where(where(scope_id, query, dialect))
+        .order_by(*order(query))
+        .limit(query.limit)
+        .offset(min(query.offset, MAX_OFFSET))
+    )

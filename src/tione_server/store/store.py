@@ -1,0 +1,258 @@
+"""The Store: keys, scopes and tasks in one SQL database (SQLite file or PostgreSQL).
+
+Every method is one short transaction. The schema is created on first use and versioned in `meta`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Row
+
+from tione_server.models import ApiKey, Scope, Task, TaskQuery
+from tione_server.store import query as q
+from tione_server.store.schema import SCHEMA_VERSION, UNSET_TIME, api_keys, meta, metadata, scopes, task_tags, tasks
+
+_ALNUM = string.ascii_letters + string.digits
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder(dict[str, Any]).decode
+BATCH = 2000
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer tione-server."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a `sqlite:///` or `postgresql+psycopg://` URL, tuned for this service."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+
+
+class Store:
+    """All persistent state of the service."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._scope_ids: dict[Scope, int] = {}
+        self._scope_lock = threading.Lock()
+        self._migrate()
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            metadata.create_all(conn)
+            found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) > SCHEMA_VERSION:
+                raise SchemaTooNew(f"database schema {found} is newer than this server's {SCHEMA_VERSION}")
+
+    def schema_version(self) -> int:
+        """The version recorded in the database."""
+        with self._tx() as conn:
+            return int(conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+
+    # -- keys -------------------------------------------------------------------------------------
+
+    def create_key(self, uin: str, app_id: str, sub_uin: str) -> ApiKey:
+        """A new random key pair for the account; the secret is only ever shown from this return value."""
+        key = ApiKey(
+            secret_id="AKID" + "".join(secrets.choice(_ALNUM) for _ in range(32)),
+            secret_key="".join(secrets.choice(_ALNUM) for _ in range(32)),
+            uin=uin,
+            app_id=app_id,
+            sub_uin=sub_uin,
+            created_at=int(time.time()),
+        )
+        with self._tx() as conn:
+            conn.execute(
+                insert(api_keys).values(
+                    secret_id=key.secret_id,
+                    secret_key=key.secret_key,
+                    uin=uin,
+                    app_id=app_id,
+                    sub_uin=sub_uin,
+                    created_at=key.created_at,
+                    revoked=False,
+                )
+            )
+        return key
+
+    def get_key(self, secret_id: str) -> ApiKey | None:
+        """The key with this SecretId, revoked or not; None when unknown."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*api_keys.c).where(api_keys.c.secret_id == secret_id)).first()
+        return None if row is None else ApiKey(**row._mapping)
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*api_keys.c).order_by(api_keys.c.created_at, api_keys.c.secret_id))
+            return [ApiKey(**r._mapping) for r in rows]
+
+    def revoke_key(self, secret_id: str) -> bool:
+        """Mark a key revoked; False when there is no such active key."""
+        with self._tx() as conn:
+            res = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.secret_id == secret_id, api_keys.c.revoked.is_(False))
+                .values(revoked=True)
+            )
+            return res.rowcount == 1
+
+    def count_active_keys(self) -> int:
+        """How many keys can sign requests."""
+        with self.engine.connect() as conn:
+            stmt = select(func.count()).select_from(api_keys).where(api_keys.c.revoked.is_(False))
+            return int(conn.execute(stmt).scalar_one())
+
+    # -- scopes -----------------------------------------------------------------------------------
+
+    def _scope_id(self, conn: Connection, scope: Scope, *, create: bool) -> int | None:
+        sid = self._scope_ids.get(scope)
+        if sid is not None:
+            return sid
+        cond = (scopes.c.uin == scope.uin, scopes.c.region == scope.region, scopes.c.project == scope.project)
+        sid = conn.execute(select(scopes.c.id).where(*cond)).scalar()
+        if sid is None:
+            if not create:
+                return None
+            with self._scope_lock:
+                sid = conn.execute(
+                    insert(scopes).values(uin=scope.uin, region=scope.region, project=scope.project)
+                ).inserted_primary_key[0]  # type: ignore[index]
+        self._scope_ids[scope] = int(sid)
+        return int(sid)
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def put_tasks(self, items: Iterable[Task], progress: Any = None) -> int:
+        """Insert tasks, replacing any stored task with the same Id, all in one transaction."""
+        count = 0
+        with self._tx() as conn:
+            batch: list[Task] = []
+            for task in items:
+                batch.append(task)
+                if len(batch) >= BATCH:
+                    self._write_batch(conn, batch)
+                    count += len(batch)
+                    if progress is not None:
+                        progress(len(batch))
+                    batch = []
+            if batch:
+                self._write_batch(conn, batch)
+                count += len(batch)
+                if progress is not None:
+                    progress(len(batch))
+        return count
+
+    def _write_batch(self, conn: Connection, items: Sequence[Task]) -> None:
+        batch = list({t.num: t for t in items}.values())  # a repeated Id: the last one wins
+        nums = [t.num for t in batch]
+        conn.execute(delete(task_tags).where(task_tags.c.num.in_(nums)))
+        conn.execute(delete(tasks).where(tasks.c.num.in_(nums)))
+        rows = [self._task_row(conn, t) for t in batch]
+        conn.execute(insert(tasks), rows)
+        tag_rows = [
+            {"num": t.num, "tag_key": k, "tag_value": v, "position": i}
+            for t in batch
+            for i, (k, v) in enumerate(t.tags)
+        ]
+        if tag_rows:
+            conn.execute(insert(task_tags), tag_rows)
+
+    def _task_row(self, conn: Connection, t: Task) -> dict[str, Any]:
+        doc = dict(t.doc)
+        doc["Tags"] = [[k, v] for k, v in t.tags]
+        return {
+            "num": t.num,
+            "id": t.id,
+            "scope_id": self._scope_id(conn, t.scope, create=True),
+            "app_id": t.app_id,
+            "name": t.name,
+            "creator": t.creator,
+            "charge_type": t.charge_type,
+            "charge_status": t.charge_status,
+            "status": t.status,
+            "resource_group_id": t.resource_group_id,
+            "create_time": t.create_time,
+            "update_time": t.update_time,
+            "start_time": UNSET_TIME if t.start_time is None else t.start_time,
+            "end_time": UNSET_TIME if t.end_time is None else t.end_time,
+            "doc": _json_encode(doc).decode(),
+        }
+
+    @staticmethod
+    def _task(row: Row[Any], scope: Scope) -> Task:
+        m = row._mapping
+        doc = _json_decode(m["doc"])
+        tags = [(k, v) for k, v in doc.pop("Tags", [])]
+        return Task(
+            id=m["id"],
+            scope=scope,
+            app_id=m["app_id"],
+            name=m["name"],
+            creator=m["creator"],
+            charge_type=m["charge_type"],
+            charge_status=m["charge_status"],
+            status=m["status"],
+            resource_group_id=m["resource_group_id"],
+            create_time=m["create_time"],
+            update_time=m["update_time"],
+            start_time=None if m["start_time"] == UNSET_TIME else m["start_time"],
+            end_time=None if m["end_time"] == UNSET_TIME else m["end_time"],
+            tags=tags,
+            doc=doc,
+        )
+
+    def list_tasks(self, scope: Scope, query: TaskQuery) -> tuple[list[Task], int]:
+        """One page of the scope's tasks matching the query, and the number of all matches."""
+        with self.engine.connect() as conn:
+            sid = self._scope_id(conn, scope, create=False)
+            if sid is None:
+                return [], 0
+            rows = conn.execute(q.page(sid, query, self.dialect)).all()
+            total = conn.execute(
+                select(func.count()).select_from(q.tasks).where(q.where(sid, query, self.dialect))
+            ).scalar_one()
+        return [self._task(r, scope) for r in rows], int(total)
+
+    def get_task(self, scope: Scope, task_id: str) -> Task | None:
+        """The scope's task with this Id, or None."""
+        with self.engine.connect() as conn:
+            sid = self._scope_id(conn, scope, create=False)
+            if sid is None:
+                return None
+            row = conn.execute(select(*tasks.c).where(tasks.c.id == task_id, tasks.c.scope_id == sid)).first()
+        return None if row is None else self._task(row, scope)

@@ -1,0 +1,42 @@
+"""Task time strings: rendering (`YYYY-MM-DDTHH:MM:SS+08`, spec §1.3) and parsing the shapes real responses use."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+_SHAPE = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?\s*(Z|[+-]\d\d(?::?\d\d)?)?$"
+)
+
+
+def render(ts: int | None, offset_hours: int) -> str:
+    """Unix seconds -> `YYYY-MM-DDTHH:MM:SS+HH` in the configured offset; None -> ""."""
+    if ts is None:
+        return ""
+    tz = timezone(timedelta(hours=offset_hours))
+    sign = "+" if offset_hours >= 0 else "-"
+    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%dT%H:%M:%S") + f"{sign}{abs(offset_hours):02d}"
+
+
+def parse(text: str, default_offset_hours: int) -> int | None:
+    """Parse any time shape TI-ONE responses use; "" -> None. A string without an offset is read in
+    `default_offset_hours` (the list examples show Beijing wall clock). Raises ValueError otherwise."""
+    text = text.strip()
+    if not text:
+        return None
+    m = _SHAPE.match(text)
+    if not m:
+        raise ValueError(f"`{text}` is not a time such as 2025-05-28T18:18:33+08")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    zone = m.group(7)
+    if zone is None:
+        tz = timezone(timedelta(hours=default_offset_hours))
+    elif zone == "Z":
+        tz = UTC
+    else:
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + (int(digits[2:]) if len(digits) > 2 else 0)
+        tz = timezone(sign * timedelta(minutes=minutes))
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp())

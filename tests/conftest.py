@@ -1,0 +1,66 @@
+"""Shared fixtures: databases (a SQLite file; PostgreSQL when TIONE_TEST_POSTGRES_URL is set) and live servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.live import Server, drop_postgres_database, fresh_postgres_database, running_server
+
+POSTGRES_URL = os.environ.get("TIONE_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip PostgreSQL tests, visibly, where no server is configured."""
+    if POSTGRES_URL:
+        return
+    skip = pytest.mark.skip(reason="TIONE_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: needs the PostgreSQL server of TIONE_TEST_POSTGRES_URL")
+
+
+def make_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL of the given kind, removed afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tione.db'}"
+        return
+    url, name = fresh_postgres_database(POSTGRES_URL)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(POSTGRES_URL, name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database on each backend (SQLite file; PostgreSQL)."""
+    yield from make_database(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file."""
+    return f"sqlite:///{tmp_path / 'tione.db'}"
+
+
+@pytest.fixture
+def server(sqlite_url: str, tmp_path: Path) -> Iterator[Server]:
+    """A live server on a fresh SQLite file, rate limit off, with one key."""
+    with running_server(sqlite_url, tmp_path) as srv:
+        yield srv
+
+
+@pytest.fixture
+def any_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    """A live server on each backend."""
+    with running_server(database_url, tmp_path) as srv:
+        yield srv
