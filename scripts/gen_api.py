@@ -35,7 +35,7 @@ def snake(name: str) -> str:
 
 def annotation(member: dict[str, Any]) -> str:
     """The Python type of one spec member (never None itself: every field is optional on the wire)."""
-    inner = SCALARS.get(member["member"], member["member"])
+    inner: str = SCALARS.get(member["member"], member["member"])
     if member["type"] == "list":
         return f"list[{inner}]"
     return inner

@@ -38,7 +38,11 @@ def free_port() -> int:
 def cli(*args: str, database_url: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `tione-server ARGS --database URL` and return its result."""
     return subprocess.run(
-        [str(BIN), *args, "--database", database_url], capture_output=True, text=True, check=check, timeout=120
+        [str(BIN), *args, "--database", database_url],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
     )
 
 
@@ -76,8 +80,13 @@ class Server:
         return f"127.0.0.1:{self.port}"
 
     def client(
-        self, key: Key | None = None, *, sign_method: str = "TC3-HMAC-SHA256", req_method: str = "POST",
-        region: str = REGION, language: str = "en-US",
+        self,
+        key: Key | None = None,
+        *,
+        sign_method: str = "TC3-HMAC-SHA256",
+        req_method: str = "POST",
+        region: str = REGION,
+        language: str = "en-US",
     ) -> tione_client.TioneClient:
         """The official SDK client, pointed at this server."""
         k = key or self.key
@@ -86,14 +95,20 @@ class Server:
         return tione_client.TioneClient(credential.Credential(k.secret_id, k.secret_key), region, cp)
 
     def common(
-        self, key: Key | None = None, *, sign_method: str = "TC3-HMAC-SHA256", req_method: str = "POST",
+        self,
+        key: Key | None = None,
+        *,
+        sign_method: str = "TC3-HMAC-SHA256",
+        req_method: str = "POST",
         region: str = REGION,
     ) -> CommonClient:
         """The SDK's CommonClient (sends any JSON, including unknown parameters)."""
         k = key or self.key
         hp = HttpProfile(endpoint=self.endpoint, protocol="http", reqMethod=req_method)
         cp = ClientProfile(httpProfile=hp, signMethod=sign_method, language="en-US")
-        return CommonClient("tione", "2021-11-11", credential.Credential(k.secret_id, k.secret_key), region, cp)
+        return CommonClient(
+            "tione", "2021-11-11", credential.Credential(k.secret_id, k.secret_key), region, cp
+        )
 
     def call(self, action: str, params: dict[str, Any], key: Key | None = None, **kw: Any) -> dict[str, Any]:
         """call_json through CommonClient; returns the `Response` object (raises on an error reply)."""
@@ -126,7 +141,11 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path, t
 
 @contextmanager
 def running_server(
-    database_url: str, workdir: Path, *, uin: str = "100000000001", extra_args: tuple[str, ...] = (),
+    database_url: str,
+    workdir: Path,
+    *,
+    uin: str = "100000000001",
+    extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """Start `tione-server serve` with a fresh key; stop it afterwards."""

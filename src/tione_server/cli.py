@@ -69,7 +69,9 @@ def keys() -> None:
 @click.option("--sub-uin", default=None, help="Sub-user the key belongs to (default: the account itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @database_option
-def keys_create(uin: str, app_id: str | None, sub_uin: str | None, as_json: bool, database: str | None) -> None:
+def keys_create(
+    uin: str, app_id: str | None, sub_uin: str | None, as_json: bool, database: str | None
+) -> None:
     """Create a key; its SecretKey is shown only this once."""
     _require_digits(uin, "--uin")
     store = Store(_settings(database_url=database).database_url)
@@ -122,7 +124,9 @@ def import_(
     settings = _settings(database_url=database)
     store = Store(settings.database_url)
     try:
-        count = import_file(store, file, uin=uin, app_id=app_id or uin, region=region, project=project, settings=settings)
+        count = import_file(
+            store, file, uin=uin, app_id=app_id or uin, region=region, project=project, settings=settings
+        )
     except ImportError_ as err:
         click.echo(f"Import failed, nothing was imported: {err}", err=True)
         sys.exit(1)

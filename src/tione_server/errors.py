@@ -54,9 +54,7 @@ class MissingParameter(ApiError):
     code = "MissingParameter"
 
     def __init__(self, name: str) -> None:
-        super().__init__(
-            f"The request is missing a required parameter `{name}`.", f"缺少必填参数`{name}`。"
-        )
+        super().__init__(f"The request is missing a required parameter `{name}`.", f"缺少必填参数`{name}`。")
         self.name = name
 
 
@@ -156,7 +154,8 @@ class TokenFailure(ApiError):
 
     def __init__(self) -> None:
         super().__init__(
-            "Token verification failed. Please check your Token is correct.", "Token验证失败，请检查Token是否正确。"
+            "Token verification failed. Please check your Token is correct.",
+            "Token验证失败，请检查Token是否正确。",
         )
 
 

@@ -118,7 +118,9 @@ class Gateway:
         language = request.headers.get("x-tc-language", "")
         try:
             if request.method not in ("GET", "POST"):
-                raise UnsupportedProtocol(f"The HTTP method `{request.method}` is not supported; use GET or POST.")
+                raise UnsupportedProtocol(
+                    f"The HTTP method `{request.method}` is not supported; use GET or POST."
+                )
             if too_big or (request.method == "GET" and len(request.raw_query) > GET_MAX_QUERY):
                 raise RequestSizeLimitExceeded("The request size exceeds the limit.")
             auth = request.headers.get("authorization")
@@ -126,7 +128,9 @@ class Gateway:
                 ctx, action, req = self._tc3(request, auth, request_id, language)
             elif auth is not None:
                 raise InvalidAuthorization("the algorithm must be `TC3-HMAC-SHA256`")
-            elif request.method == "GET" or _media_type(request.headers) == "application/x-www-form-urlencoded":
+            elif (
+                request.method == "GET" or _media_type(request.headers) == "application/x-www-form-urlencoded"
+            ):
                 params = _parse_pairs(request.raw_query if request.method == "GET" else _text(request.body))
                 language = _first(params, "Language") or language
                 ctx, action, req = self._v1(request, params, request_id, language)
@@ -140,8 +144,8 @@ class Gateway:
             return codec.encode_error(err.code, err.localized(language), request_id)
         except Exception:
             log.exception("unexpected error, RequestId %s", request_id)
-            err = InternalError()
-            return codec.encode_error(err.code, err.localized(language), request_id)
+            internal = InternalError()
+            return codec.encode_error(internal.code, internal.localized(language), request_id)
 
     def _tc3(
         self, request: Request, auth_header: str, request_id: str, language: str
@@ -183,7 +187,9 @@ class Gateway:
             return ctx, action, codec.decode_flat(action, _parse_pairs(request.raw_query))
         media = _media_type(h)
         if media != "application/json":
-            raise InvalidParameter(f"The content type `{media}` is not supported for TC3-HMAC-SHA256 POST requests.")
+            raise InvalidParameter(
+                f"The content type `{media}` is not supported for TC3-HMAC-SHA256 POST requests."
+            )
         return ctx, action, codec.decode_json(action, request.body)
 
     def _v1(
@@ -232,7 +238,9 @@ class Gateway:
     @staticmethod
     def _action(version: str, name: str) -> Action:
         if version != VERSION:
-            raise NoSuchVersion(f"The specified api version=`{version}` does not exist in service=`{SERVICE}`.")
+            raise NoSuchVersion(
+                f"The specified api version=`{version}` does not exist in service=`{SERVICE}`."
+            )
         action = ACTIONS.get(name)
         if action is None:
             raise InvalidAction("The request `Action` is invalid or not found.")

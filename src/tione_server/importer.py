@@ -84,7 +84,10 @@ def to_task(label: str, raw: Any, *, uin: str, app_id: str, scope: Scope, offset
     if not item.Name:
         raise ImportError_(f"{where}: field `Name` is missing")
     enums = {name: _enum(where, name, getattr(item, name)) for name in _ENUMS}
-    times = {name: _time(where, name, getattr(item, name), offset_hours) for name in ("CreateTime", "UpdateTime", "StartTime", "EndTime")}
+    times = {
+        name: _time(where, name, getattr(item, name), offset_hours)
+        for name in ("CreateTime", "UpdateTime", "StartTime", "EndTime")
+    }
     if times["CreateTime"] is None:
         raise ImportError_(f"{where}: field `CreateTime` is missing")
     tags: list[tuple[str, str]] = []
@@ -119,7 +122,9 @@ def _enum(where: str, name: str, value: str | None) -> str | None:
         return None
     canonical = ascii_upper(value)
     if canonical not in _ENUMS[name]:
-        raise ImportError_(f"{where}: field `{name}` is {value!r}, not one of {', '.join(sorted(_ENUMS[name]))}")
+        raise ImportError_(
+            f"{where}: field `{name}` is {value!r}, not one of {', '.join(sorted(_ENUMS[name]))}"
+        )
     return canonical
 
 

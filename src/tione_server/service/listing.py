@@ -95,4 +95,6 @@ def _check_counts(filters: list[Filter], tags: list[TagFilter]) -> None:
             raise FilterLimitExceeded(f"At most {MAX_VALUES} values are allowed in `Filters.{i}.Values`.")
     for i, t in enumerate(tags):
         if len(t.TagValues or ()) > MAX_VALUES:
-            raise FilterLimitExceeded(f"At most {MAX_VALUES} values are allowed in `TagFilters.{i}.TagValues`.")
+            raise FilterLimitExceeded(
+                f"At most {MAX_VALUES} values are allowed in `TagFilters.{i}.TagValues`."
+            )

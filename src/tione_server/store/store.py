@@ -19,7 +19,16 @@ from sqlalchemy.engine import Row
 
 from tione_server.models import ApiKey, Scope, Task, TaskQuery
 from tione_server.store import query as q
-from tione_server.store.schema import SCHEMA_VERSION, UNSET_TIME, api_keys, meta, metadata, scopes, task_tags, tasks
+from tione_server.store.schema import (
+    SCHEMA_VERSION,
+    UNSET_TIME,
+    api_keys,
+    meta,
+    metadata,
+    scopes,
+    task_tags,
+    tasks,
+)
 
 _ALNUM = string.ascii_letters + string.digits
 _json_encode = msgspec.json.Encoder().encode
@@ -244,7 +253,7 @@ class Store:
                 return [], 0
             rows = conn.execute(q.page(sid, query, self.dialect)).all()
             total = conn.execute(
-                select(func.count()).select_from(q.tasks).where(q.where(sid, query, self.dialect))
+                select(func.count()).select_from(tasks).where(q.where(sid, query, self.dialect))
             ).scalar_one()
         return [self._task(r, scope) for r in rows], int(total)
 
