@@ -40,13 +40,27 @@ def main() -> None:
     type=click.IntRange(min=0),
     help="Requests per second per account and action; 0 turns the limit off.",
 )
-def serve(host: str, port: int, database: str | None, rate_limit: int) -> None:
+@click.option(
+    "--catalogue",
+    default=None,
+    metavar="PATH",
+    help="TOML file of instance types, prices, resource groups, frameworks (also TIONE_CATALOGUE); default: built-in.",
+)
+def serve(host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None) -> None:
     """Run the API server."""
     import uvicorn
 
     from tione_server.app import create_app
+    from tione_server.catalogue import Catalogue
 
-    settings = _settings(host=host, port=port, database_url=database, rate_limit=rate_limit)
+    settings = _settings(host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue)
+    if settings.catalogue_path:
+        # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
+        try:
+            Catalogue.load(Path(settings.catalogue_path))
+        except ValueError as err:
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(2)
     app = create_app(settings)
     if app.store.count_active_keys() == 0:
         click.echo(
@@ -69,9 +83,7 @@ def keys() -> None:
 @click.option("--sub-uin", default=None, help="Sub-user the key belongs to (default: the account itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @database_option
-def keys_create(
-    uin: str, app_id: str | None, sub_uin: str | None, as_json: bool, database: str | None
-) -> None:
+def keys_create(uin: str, app_id: str | None, sub_uin: str | None, as_json: bool, database: str | None) -> None:
     """Create a key; its SecretKey is shown only this once."""
     _require_digits(uin, "--uin")
     store = Store(_settings(database_url=database).database_url)
@@ -114,9 +126,7 @@ def keys_revoke(secret_id: str, database: str | None) -> None:
 @click.option("--project", default=None, help="Workspace (TiProjectId); default workspace when omitted.")
 @click.option("--app-id", default=None, help="Account AppId (default: the UIN).")
 @database_option
-def import_(
-    file: Path, uin: str, region: str, project: str | None, app_id: str | None, database: str | None
-) -> None:
+def import_(file: Path, uin: str, region: str, project: str | None, app_id: str | None, database: str | None) -> None:
     """Import tasks saved from the real service (history: nothing executes them)."""
     from tione_server.importer import ImportError_, import_file
 

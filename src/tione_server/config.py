@@ -45,6 +45,8 @@ class Settings:
     """Seconds a signed request's timestamp may differ from server time (api3-protocol §4)."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest TC3 POST body; v1 bodies are capped at 1 MB and GET queries at 32 KB (api3-protocol §1)."""
+    catalogue_path: str | None = None
+    """TOML file of instance types, prices, resource groups and frameworks (TIONE_CATALOGUE); None: built-in."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -56,5 +58,7 @@ class Settings:
             values["regions"] = tuple(r.strip() for r in regions.split(",") if r.strip())
         if offset := os.environ.get("TIONE_TIME_OFFSET_HOURS"):
             values["time_offset_hours"] = int(offset)
+        if catalogue := os.environ.get("TIONE_CATALOGUE"):
+            values["catalogue_path"] = catalogue
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

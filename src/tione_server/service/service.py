@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tione_server.api._generated import (
     DescribeTrainingTasksRequest,
     DescribeTrainingTasksResponse,
     TioneApi,
 )
+from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
 from tione_server.service.listing import build_query
@@ -21,6 +24,9 @@ class TioneService(TioneApi):
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.catalogue = (
+            Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
+        )
 
     def describe_training_tasks(
         self, ctx: RequestContext, req: DescribeTrainingTasksRequest
