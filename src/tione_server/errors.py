@@ -84,6 +84,10 @@ class FilterLimitExceeded(InvalidParameterValue):
     code = "InvalidParameterValue.LimitExceeded"
 
 
+class InvalidFilter(InvalidParameterValue):
+    code = "InvalidParameterValue.InvalidFilter"
+
+
 class NoSuchVersion(ApiError):
     code = "NoSuchVersion"
 
