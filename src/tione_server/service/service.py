@@ -12,13 +12,14 @@ from tione_server.api._generated import (
 from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
+from tione_server.service.billing import BillingActions
 from tione_server.service.listing import build_query
 from tione_server.service.render import list_item
 from tione_server.service.scope import scope_of
 from tione_server.store import Store
 
 
-class TioneService(TioneApi):
+class TioneService(BillingActions, TioneApi):
     """Business rules per action; the store is the only I/O."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
