@@ -38,6 +38,7 @@ from tione_server.errors import (
     SignatureExpire,
     SignatureFailure,
     TokenFailure,
+    UnsupportedOperation,
     UnsupportedProtocol,
     UnsupportedRegion,
 )
@@ -263,6 +264,10 @@ class Gateway:
         over = self.limiter.hit(key.uin, action.name, now)
         if over is not None:
             raise RequestLimitExceeded(over, self.limiter.limit)
+        if getattr(type(self.service), action.method) is getattr(TioneApi, action.method):
+            # Not implemented here: say so before judging parameters it would never use (api3-protocol §4,
+            # between steps 13 and 14), so `{}` gets UnsupportedOperation rather than MissingParameter.
+            raise UnsupportedOperation(action.name)
         caller = Caller(uin=key.uin, app_id=key.app_id, sub_uin=key.sub_uin or key.uin)
         return RequestContext(caller=caller, region=region, request_id=request_id, language=language, now=now)
 
