@@ -1,0 +1,170 @@
+"""The load generator: a separate process holding N keep-alive connections, each sending presigned
+requests back to back for a fixed time, counting replies per second.
+
+It must never be the bottleneck, so it is lean: raw HTTP/1.1 bytes built beforehand (bench/signer.py),
+asyncio protocols on uvloop when available, one request in flight per connection, replies parsed only
+far enough to find their end and whether they are errors. It reports its own CPU share; near 100%
+means the figure measures the generator, not the server. `run()` starts it as `python -m bench.load`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from bench.processes import REPO
+
+ERROR_PREFIX = b'{"Response":{"Error"'
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one load run measured (replies counted inside the measurement window only)."""
+
+    replies: int
+    errors: int
+    seconds: float
+    cpu_share: float
+    """CPU time of the load process over the window, as a share of one core."""
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.replies / self.seconds if self.seconds else 0.0
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, requests: list[bytes], window: tuple[float, float], stats: dict[str, Any]) -> None:
+        self.requests = requests
+        self.start, self.stop = window
+        self.stats = stats
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.index = 0
+        self.sent_at = 0.0
+        self.body_at = -1
+        self.end_at = -1
+        self.ok = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        now = time.perf_counter()
+        if now >= self.stop:
+            self.transport.close()
+            return
+        self.sent_at = now
+        self.buf.clear()
+        self.body_at = self.end_at = -1
+        self.transport.write(self.requests[self.index % len(self.requests)])
+        self.index += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.body_at < 0:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = bytes(self.buf[:head_end]).lower()
+            at = head.find(b"content-length:")
+            if at < 0:
+                raise RuntimeError(f"reply without Content-Length: {head[:200]!r}")
+            line_end = head.find(b"\r\n", at)
+            length = int(head[at + 15 : line_end if line_end >= 0 else len(head)])
+            self.body_at = head_end + 4
+            self.end_at = self.body_at + length
+            self.ok = head.startswith(b"http/1.1 200")
+        if len(self.buf) < self.end_at:
+            return
+        done = time.perf_counter()
+        if self.start <= done < self.stop:
+            self.stats["replies"] += 1
+            if not self.ok or self.buf.startswith(ERROR_PREFIX, self.body_at):
+                self.stats["errors"] += 1
+            self.stats["latencies"].append(done - self.sent_at)
+        self._send()
+
+
+async def _drive(
+    host: str, port: int, connections: int, requests: list[bytes], warmup: float, duration: float
+) -> LoadResult:
+    loop = asyncio.get_running_loop()
+    stats: dict[str, Any] = {"replies": 0, "errors": 0, "latencies": []}
+    now = time.perf_counter()
+    window = (now + warmup, now + warmup + duration)
+    protocols: list[_Connection] = []
+    for _ in range(connections):
+        _, protocol = await loop.create_connection(lambda: _Connection(requests, window, stats), host, port)
+        protocols.append(protocol)
+    await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+    cpu0 = time.process_time()
+    await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+    cpu = time.process_time() - cpu0
+    await asyncio.wait_for(asyncio.gather(*(p.closed for p in protocols)), timeout=30)
+    latencies = sorted(stats["latencies"])
+    n = len(latencies)
+    return LoadResult(
+        replies=stats["replies"],
+        errors=stats["errors"],
+        seconds=duration,
+        cpu_share=cpu / duration,
+        p50_ms=latencies[n // 2] * 1e3 if n else 0.0,
+        p99_ms=latencies[min(n - 1, int(n * 0.99))] * 1e3 if n else 0.0,
+    )
+
+
+def main() -> None:
+    """Read the job as JSON on stdin, print the LoadResult as JSON on stdout."""
+    job = json.load(sys.stdin)
+    requests = [base64.b64decode(r) for r in job["requests"]]
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        runner = asyncio.run
+    result = runner(_drive(job["host"], job["port"], job["connections"], requests, job["warmup"], job["duration"]))
+    print(json.dumps(result.__dict__))
+
+
+def run(host: str, port: int, requests: list[bytes], *, connections: int, duration: float, warmup: float) -> LoadResult:
+    """Load `host:port` from a separate process; returns what it measured."""
+    job = {
+        "host": host,
+        "port": port,
+        "connections": connections,
+        "duration": duration,
+        "warmup": warmup,
+        "requests": [base64.b64encode(r).decode() for r in requests],
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.load"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=warmup + duration + 120,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{out.stderr}")
+    return LoadResult(**json.loads(out.stdout))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Servers the benchmark runs as subprocesses: `tione-server serve` and the constant-reply floor.
+
+Both run under uvicorn the same way, on a free loopback port, with their output in a log file. Peak
+memory is read from /proc (VmHWM) over the process and its children (the workers of `--workers N`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TIONE_SERVER = Path(sys.executable).parent / "tione-server"
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    """A started server process."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def peak_rss_kib(self) -> int:
+        """The largest VmHWM (peak resident set) of the process and its descendants, in KiB."""
+        return max((_vm_hwm(pid) for pid in [self.process.pid, *_descendants(self.process.pid)]), default=0)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [p for p, ppid in parents.items() if ppid == current]
+        found += children
+        frontier += children
+    return found
+
+
+def _wait_for_port(run: Running, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run.process.poll() is not None:
+            raise RuntimeError(f"{run.name} exited early:\n{run.log_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", run.port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    run.stop()
+    raise RuntimeError(f"{run.name} did not start:\n{run.log_path.read_text()}")
+
+
+@contextmanager
+def _running(name: str, args: list[str], port: int, workdir: Path) -> Iterator[Running]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}-{port}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
+    run = Running(name=name, port=port, process=process, log_path=log_path)
+    try:
+        _wait_for_port(run)
+        yield run
+    finally:
+        run.stop()
+
+
+def tione_server(database_url: str, workdir: Path, workers: int = 1) -> AbstractContextManager[Running]:
+    """`tione-server serve` on a free port, rate limit off (the benchmark measures capacity)."""
+    port = free_port()
+    args = [str(TIONE_SERVER), "serve", "--port", str(port), "--database", database_url, "--rate-limit", "0"]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    return _running("tione-server", args, port, workdir)
+
+
+def floor_server(body_path: Path, workdir: Path, workers: int = 1) -> AbstractContextManager[Running]:
+    """bench/floor.py: the same uvicorn stack answering a constant reply."""
+    port = free_port()
+    args = [sys.executable, "-m", "bench.floor", "--port", str(port), "--body", str(body_path)]
+    args += ["--workers", str(workers)]
+    return _running("floor", args, port, workdir)

@@ -1,0 +1,188 @@
+"""What a run measured, and the one markdown table it prints: per backend, every shape's server-side and
+end-to-end p50/p99 by size with the ratio the targets are stated in, then throughput against the floor,
+import time and peak server memory. Targets are those of the benchmark issue; they apply at 1M tasks,
+so a quick run shows the trend at its largest size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.load import LoadResult
+from bench.measure import Latency
+from bench.shapes import SHAPES
+
+FLAT_TARGET = 2.0
+DEEP_TARGET = 20.0
+THROUGHPUT_TARGET = 0.25
+IMPORT_TARGET_S = 120.0
+IMPORT_TARGET_SIZE = 1_000_000
+RSS_TARGET_MB = 200.0
+README_BEGIN = "<!-- bench:begin -->"
+README_END = "<!-- bench:end -->"
+
+
+@dataclass
+class SizeResult:
+    """One backend at one dataset size."""
+
+    size: int
+    server: dict[str, Latency] = field(default_factory=dict)
+    e2e: dict[str, Latency] = field(default_factory=dict)
+    import_seconds: float = 0.0
+    import_cached: bool = False
+    peak_rss_kib: int = 0
+
+
+@dataclass
+class Throughput:
+    """Signed default-shape requests per second against the floor, same workers, same run."""
+
+    size: int
+    workers: int
+    connections: int
+    real: LoadResult
+    floor: LoadResult
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    sizes: list[SizeResult] = field(default_factory=list)
+    throughput: list[Throughput] = field(default_factory=list)
+    skipped: str | None = None
+
+
+@dataclass
+class RunResult:
+    mode: str
+    seed: int
+    sizes: list[int]
+    machine: str
+    started_at: str
+    load_average: float
+    backends: list[BackendResult] = field(default_factory=list)
+
+
+def size_label(n: int) -> str:
+    """1000 -> 1k, 100000 -> 100k, 1000000 -> 1M."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return str(n)
+
+
+def parse_size(text: str) -> int:
+    """The inverse of size_label: 1k, 100k, 1M or a plain integer."""
+    m = re.fullmatch(r"(\d+)([kKmM]?)", text.strip())
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 1k, 100k, 1M)")
+    return int(m.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[m.group(2).lower()]
+
+
+def _ms(value: float) -> str:
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 100:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def _cell(lat: Latency | None) -> str:
+    return "—" if lat is None else f"{_ms(lat.p50_ms)} / {_ms(lat.p99_ms)}"
+
+
+def _verdict(ok: bool, target: str) -> str:
+    return f"{target} {'ok' if ok else 'MISS'}"
+
+
+def _latency_rows(b: BackendResult, kind: str) -> list[list[str]]:
+    rows: list[list[str]] = []
+    first, last = b.sizes[0], b.sizes[-1]
+    for shape in SHAPES:
+        cells = [_cell(getattr(s, kind).get(shape.key)) for s in b.sizes]
+        ratio, verdict = "", ""
+        here = getattr(last, kind).get(shape.key)
+        if shape.flat and len(b.sizes) > 1:
+            base = getattr(first, kind).get(shape.key)
+            if here and base:
+                r = here.p50_ms / base.p50_ms
+                ratio, verdict = f"{r:.1f}× vs {size_label(first.size)}", _verdict(r <= FLAT_TARGET, "≤2×")
+        elif not shape.flat:
+            default = getattr(last, kind).get(SHAPES[0].key)
+            if here and default:
+                r = here.p50_ms / default.p50_ms
+                ratio, verdict = f"{r:.1f}× vs default", _verdict(r <= DEEP_TARGET, "≤20×")
+        rows.append([b.backend, f"{shape.label} · {kind}", *cells, ratio, verdict])
+    return rows
+
+
+def _other_rows(b: BackendResult, sizes: list[int]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    by_size = {s.size: s for s in b.sizes}
+    for t in b.throughput:
+        cells = [f"{t.real.rps:,.0f}" if size == t.size else "" for size in sizes]
+        share = t.real.rps / t.floor.rps if t.floor.rps else 0.0
+        notes = f"{share:.0%} of floor {t.floor.rps:,.0f}"
+        if t.real.errors or t.floor.errors:
+            notes += f", errors {t.real.errors}/{t.floor.errors}"
+        busiest = max(t.real.cpu_share, t.floor.cpu_share)
+        if busiest > 0.9:
+            notes += f", load generator at {busiest:.0%} CPU"
+        verdict = _verdict(share >= THROUGHPUT_TARGET, "≥25%") if t.workers == 1 else ""
+        label = f"throughput req/s · default, {t.connections} conns, {t.workers} worker{'s' * (t.workers > 1)}"
+        rows.append([b.backend, label, *cells, notes, verdict])
+
+    imports = [by_size[s] for s in sizes if s in by_size]
+    cells = [f"{by_size[s].import_seconds:,.1f}" if s in by_size else "—" for s in sizes]
+    largest = imports[-1]
+    estimate = largest.import_seconds * IMPORT_TARGET_SIZE / largest.size
+    if largest.size == IMPORT_TARGET_SIZE:
+        ratio = f"{largest.size / largest.import_seconds:,.0f} tasks/s"
+    else:
+        ratio = f"1M ≈ {estimate:,.0f} s (linear)"
+    rows.append([b.backend, "import s · import_file", *cells, ratio, _verdict(estimate < IMPORT_TARGET_S, "<120 s")])
+
+    cells = [f"{by_size[s].peak_rss_kib / 1024:,.0f}" if s in by_size else "—" for s in sizes]
+    peak = largest.peak_rss_kib / 1024
+    rows.append([b.backend, "peak server RSS MB · VmHWM", *cells, "", _verdict(peak < RSS_TARGET_MB, "<200 MB")])
+    return rows
+
+
+def render(result: RunResult) -> str:
+    """The report: a heading, the machine line, a legend and the one table."""
+    labels = [size_label(s) for s in result.sizes]
+    largest = labels[-1]
+    lines = [
+        f"### DescribeTrainingTasks benchmark — {result.mode} ({', '.join(labels)} tasks, seed {result.seed})",
+        "",
+        f"Run {result.started_at} on {result.machine}; load average {result.load_average:.1f} at start.",
+        "",
+        "Latencies in ms as p50 / p99. *server*: the action called in-process (validation, SQL, rendering); "
+        "*e2e*: a signed HTTP request to `tione-server serve` over one keep-alive connection. Ratio: p50 at "
+        f"{largest} over p50 at {labels[0]} (target ≤2×); for 2-character fuzzy and Offset=10000, p50 over the "
+        f"default shape's p50 at {largest} (target ≤20×). Targets are stated at 1M tasks.",
+        "",
+        f"| Backend | Measure | {' | '.join(labels)} | Ratio | Target |",
+        f"|---|---|{'---:|' * len(labels)}---:|---|",
+    ]
+    for b in result.backends:
+        if b.skipped:
+            lines.append(f"| {b.backend} | skipped: {b.skipped} |{' |' * len(labels)} | |")
+            continue
+        for row in _latency_rows(b, "server") + _latency_rows(b, "e2e") + _other_rows(b, result.sizes):
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(path: Path, report: str) -> bool:
+    """Replace the text between the bench markers of a README; False when the markers are missing."""
+    text = path.read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        return False
+    path.write_text(text[: begin + len(README_BEGIN)] + "\n" + report + text[end:])
+    return True

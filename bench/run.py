@@ -1,0 +1,156 @@
+"""One benchmark run, top to bottom: for each backend and size, build (or reuse) the database, time every
+shape in-process, start `tione-server serve` and time every shape over signed HTTP, load it against the
+floor at the throughput size, read its peak memory. Progress goes to stderr; the result is a RunResult.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import dataset, load, machine
+from bench.databases import Database, postgres_available, postgres_version, prepare
+from bench.measure import Budget, HttpClient, InProcess
+from bench.processes import Running, floor_server, tione_server
+from bench.report import BackendResult, RunResult, SizeResult, Throughput, size_label
+from bench.shapes import SHAPES, THROUGHPUT_SHAPE
+from bench.signer import Credentials
+from tione_server.store import Store
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs, from the command line."""
+
+    mode: str
+    sizes: list[int]
+    backends: list[str]
+    seed: int
+    workdir: Path
+    postgres_url: str
+    rebuild: bool
+    budget: Budget
+    connections: int
+    load_seconds: float
+    load_warmup: float
+    workers: list[int]
+    load_size: int | None
+    """The size throughput is measured at; None skips the load test."""
+
+
+def log(message: str) -> None:
+    """Progress, timestamped, on stderr (stdout carries only the report)."""
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def run(config: Config) -> RunResult:
+    """Measure everything the config asks for."""
+    pg_version: str | None = None
+    pg_problem: str | None = None
+    if "postgres" in config.backends:
+        pg_problem = postgres_available(config.postgres_url)
+        pg_version = None if pg_problem else postgres_version(config.postgres_url)
+    result = RunResult(
+        mode=config.mode,
+        seed=config.seed,
+        sizes=config.sizes,
+        machine=machine.describe(pg_version),
+        started_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        load_average=machine.load_average(),
+    )
+    for backend in config.backends:
+        outcome = BackendResult(backend=backend)
+        result.backends.append(outcome)
+        if backend == "postgres" and pg_problem:
+            outcome.skipped = f"PostgreSQL unavailable ({pg_problem})"
+            log(outcome.skipped)
+            continue
+        for size in config.sizes:
+            outcome.sizes.append(_one_size(config, backend, size, outcome))
+    return result
+
+
+def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -> SizeResult:
+    data = dataset.ensure(config.workdir / "data", size, config.seed, log=log)
+    db = prepare(
+        backend, data, config.workdir / "db", postgres_url=config.postgres_url, rebuild=config.rebuild, log=log
+    )
+    result = SizeResult(size=size, import_seconds=db.import_seconds, import_cached=db.cached)
+    tag = f"{backend} {size_label(size)}"
+
+    service = InProcess(db.url)
+    try:
+        for shape in SHAPES:
+            lat = service.measure(shape.params, config.budget)
+            result.server[shape.key] = lat
+            log(
+                f"{tag} server {shape.label}: p50 {lat.p50_ms:.2f} ms, p99 {lat.p99_ms:.2f} ms "
+                f"(n={lat.n}, total {lat.total_count:,})"
+            )
+    finally:
+        service.close()
+
+    creds = _new_key(db)
+    with tione_server(db.url, config.workdir / "run") as server:
+        client = HttpClient(server.port, creds)
+        try:
+            for shape in SHAPES:
+                lat = client.measure(shape.params, config.budget)
+                result.e2e[shape.key] = lat
+                log(f"{tag} e2e    {shape.label}: p50 {lat.p50_ms:.2f} ms, p99 {lat.p99_ms:.2f} ms (n={lat.n})")
+                if lat.total_count != result.server[shape.key].total_count:
+                    raise RuntimeError(f"{tag} {shape.key}: TotalCount differs between in-process and HTTP")
+            if size == config.load_size:
+                reply = client.send(client.request_bytes(THROUGHPUT_SHAPE.params))
+                body_path = config.workdir / "run" / f"floor-body-{backend}-{size}.json"
+                body_path.write_bytes(reply)
+                for workers in config.workers:
+                    outcome.throughput.append(_throughput(config, db, creds, server, workers, body_path))
+        finally:
+            client.close()
+        result.peak_rss_kib = server.peak_rss_kib()
+    log(f"{tag} peak server RSS {result.peak_rss_kib / 1024:.0f} MB")
+    return result
+
+
+def _new_key(db: Database) -> Credentials:
+    store = Store(db.url)
+    try:
+        key = store.create_key(uin=dataset.MAIN.uin, app_id=dataset.MAIN.app_id, sub_uin=dataset.MAIN.uin)
+    finally:
+        store.close()
+    return Credentials(key.secret_id, key.secret_key)
+
+
+def _throughput(
+    config: Config, db: Database, creds: Credentials, server: Running, workers: int, body_path: Path
+) -> Throughput:
+    """The floor, then the real server, back to back with the same workers and connections."""
+    with floor_server(body_path, config.workdir / "run", workers) as floor:
+        floor_result = _load(config, floor, creds)
+    log(f"floor {workers} worker(s): {floor_result.rps:,.0f} req/s (load generator CPU {floor_result.cpu_share:.0%})")
+    if workers == 1:
+        real = _load(config, server, creds)
+    else:
+        with tione_server(db.url, config.workdir / "run", workers) as multi:
+            real = _load(config, multi, creds)
+    log(
+        f"{db.backend} {size_label(db.size)} {workers} worker(s): {real.rps:,.0f} req/s, "
+        f"{real.errors} errors (load generator CPU {real.cpu_share:.0%})"
+    )
+    return Throughput(size=db.size, workers=workers, connections=config.connections, real=real, floor=floor_result)
+
+
+def _load(config: Config, server: Running, creds: Credentials) -> load.LoadResult:
+    request = HttpClient.presign(server.host, creds, THROUGHPUT_SHAPE.params)
+    return load.run(
+        "127.0.0.1",
+        server.port,
+        [request],
+        connections=config.connections,
+        duration=config.load_seconds,
+        warmup=config.load_warmup,
+    )
