@@ -340,6 +340,11 @@ class Catalogue:
             return fw
         return None
 
+    def real_price(self, instance_type: InstanceType, count: int = 1) -> int:
+        """Fen per hour actually charged for `count` nodes: list price less the configured discount
+        (`RealTotalCost`, spec §4.12; task `BillingInfo` uses it too, spec §6.7)."""
+        return instance_type.price * count * self.discount // 100
+
     def instance_type(self, name: str) -> InstanceType | None:
         """A spec of either charge type by name (resource-group nodes name PREPAID specs)."""
         return self.instance_types.get(name) or self.prepaid_types.get(name)

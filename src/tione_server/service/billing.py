@@ -136,7 +136,7 @@ class BillingActions:
             if count == 0:
                 raise InvalidParameterValue.for_param(f"SpecsParam.{i}.SpecCount", "Use at least 1.")
             total = spec.price * count
-            real = total * self.catalogue.discount // 100
+            real = self.catalogue.real_price(spec, count)
             prices.append(
                 SpecPrice(SpecName=name, TotalCost=_capped(total), RealTotalCost=_capped(real), SpecCount=count)
             )
