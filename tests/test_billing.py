@@ -543,3 +543,46 @@ def test_catalogue_example_file_loads() -> None:
     example = Catalogue.load(Path(__file__).resolve().parent.parent / "docs" / "catalogue.example.toml")
     assert example.instance_types
     assert example.resource_groups
+
+
+# --- the usage hook (in process: tasks holding group resources are the runner's business) ------------------------
+
+
+def test_describe_billing_resource_groups_reflects_group_usage_hook() -> None:
+    from collections.abc import Mapping
+
+    from tione_server.api._generated import DescribeBillingResourceGroupsRequest, Filter
+    from tione_server.catalogue import Capacity, Catalogue
+    from tione_server.config import Settings
+    from tione_server.context import Caller, RequestContext
+    from tione_server.service.billing import BillingActions
+
+    class Busy(BillingActions):
+        def __init__(self) -> None:
+            self.settings = Settings()
+            self.catalogue = Catalogue.default()
+
+        def _group_usage(self, group_id: str) -> Mapping[str, Capacity]:
+            # One prepaid task holds 8 cores, 32 GB and 2 cards on the big V100 node.
+            return {"eins-2mx7c4vj": Capacity(cpu=8000, memory=32768, gpu=200)} if group_id == GPU_GROUP else {}
+
+    ctx = RequestContext(Caller("1", "1", "1"), "ap-guangzhou", "r", "en-US", 0.0)
+    resp = Busy().describe_billing_resource_groups(ctx, DescribeBillingResourceGroupsRequest())
+    gpu, cpu = resp.ResourceGroupSet or []
+    assert (gpu.FreeInstance, cpu.FreeInstance) == (1, 2)
+    assert gpu.UsedResource is not None
+    assert (gpu.UsedResource.Cpu, gpu.UsedResource.Memory, gpu.UsedResource.Gpu) == (8000, 32768, 200)
+    assert [(d.Name, d.Value) for d in gpu.UsedResource.GpuDetailSet or []] == [("V100", 200)]
+    big = (gpu.InstanceSet or [])[0]
+    assert big.UsedResource is not None
+    assert big.AvailableResource is not None
+    assert (big.UsedResource.Cpu, big.UsedResource.Gpu) == (8000, 200)
+    assert (big.AvailableResource.Cpu, big.AvailableResource.Memory, big.AvailableResource.Gpu) == (
+        24000,
+        163840 - 32768,
+        200,
+    )
+    only_free_two = DescribeBillingResourceGroupsRequest(Filters=[Filter(Name="AvailableNodeCount", Values=["2"])])
+    assert [
+        g.ResourceGroupId for g in Busy().describe_billing_resource_groups(ctx, only_free_two).ResourceGroupSet or []
+    ] == [CPU_GROUP]
