@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from typing import Any
 
 from tione_server.config import Settings
 from tione_server.gateway import Gateway, Receive, Scope, Send
@@ -38,3 +41,20 @@ def create_app(settings: Settings) -> App:
     service = TioneService(settings, store)
     gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit))
     return App(gateway=gateway, store=store)
+
+
+SETTINGS_ENV = "TIONE_SERVE_SETTINGS"
+"""`serve --workers N` hands the Settings it built to every worker process as JSON in this variable."""
+
+
+def app_from_env() -> App:
+    """The app of one `serve --workers N` worker; uvicorn imports it by name in each new process.
+
+    Uses the Settings `serve` put in TIONE_SERVE_SETTINGS, so every option reaches every worker;
+    without that variable, Settings.from_env().
+    """
+    raw = os.environ.get(SETTINGS_ENV)
+    if raw is None:
+        return create_app(Settings.from_env())
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(raw).items()}
+    return create_app(Settings(**values))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,11 +48,18 @@ def main() -> None:
     metavar="PATH",
     help="TOML file of instance types, prices, resource groups, frameworks (also TIONE_CATALOGUE); default: built-in.",
 )
-def serve(host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes sharing the port (about one per core); each counts the rate limit on its own.",
+)
+def serve(host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int) -> None:
     """Run the API server."""
     import uvicorn
 
-    from tione_server.app import create_app
+    from tione_server.app import SETTINGS_ENV, create_app
     from tione_server.catalogue import Catalogue
 
     settings = _settings(host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue)
@@ -69,7 +78,22 @@ def serve(host: str, port: int, database: str | None, rate_limit: int, catalogue
             err=True,
         )
     click.echo(f"tione-server listening on http://{host}:{port} (database {settings.database_url})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return
+    # uvicorn starts each worker as a fresh process that imports its app by name; the app built above
+    # has done its job (schema created once, keys checked) and the workers rebuild it from `settings`.
+    app.store.close()
+    os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+    uvicorn.run(
+        "tione_server.app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @main.group()
