@@ -1,25 +1,31 @@
-"""create_app(settings): the ASGI application, wiring store, service, rate limiter and gateway."""
+"""create_app(settings): the ASGI application, wiring store, service, rate limiter, gateway, executor and runner."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from tione_server.callbacks import CallbackSender
 from tione_server.config import Settings
 from tione_server.gateway import Gateway, Receive, Scope, Send
 from tione_server.ratelimit import LocalRateLimiter
+from tione_server.runner import Lease, Runner
 from tione_server.service import TioneService
 from tione_server.store import Store
 
 
 @dataclass
 class App:
-    """The ASGI callable: HTTP goes to the gateway; lifespan closes the store on shutdown."""
+    """The ASGI callable: HTTP goes to the gateway; lifespan starts the runner, and stops it and closes the
+    store on shutdown (running pods are left alone: a later server re-attaches them)."""
 
     gateway: Gateway
     store: Store
+    runner: Runner | None = None
+    lease: Lease | None = None
+    callbacks: CallbackSender | None = field(default=None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -28,8 +34,16 @@ class App:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    if self.runner is not None:
+                        self.runner.start()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    if self.runner is not None:
+                        self.runner.stop()
+                    if self.lease is not None:
+                        self.lease.release()
+                    if self.callbacks is not None:
+                        self.callbacks.close()
                     self.store.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
@@ -40,7 +54,20 @@ def create_app(settings: Settings) -> App:
     store = Store(settings.database_url)
     service = TioneService(settings, store)
     gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit))
-    return App(gateway=gateway, store=store)
+    callbacks = CallbackSender()
+    lease = Lease(store)
+    runner = Runner(
+        store,
+        service.executor,
+        service.catalogue,
+        callbacks=callbacks,
+        stop_grace_seconds=settings.stop_grace_seconds,
+        interval=settings.runner_interval,
+        offset_hours=settings.time_offset_hours,
+        is_leader=lease,
+    )
+    service.wake = runner.wake
+    return App(gateway=gateway, store=store, runner=runner, lease=lease, callbacks=callbacks)
 
 
 SETTINGS_ENV = "TIONE_SERVE_SETTINGS"

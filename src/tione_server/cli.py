@@ -55,14 +55,38 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="Worker processes sharing the port (about one per core); each counts the rate limit on its own.",
 )
-def serve(host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int) -> None:
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "simulate"]),
+    default=None,
+    help="How tasks run (also TIONE_EXECUTOR): local processes (default) or a simulated timeline.",
+)
+@click.option(
+    "--data-dir",
+    default=None,
+    metavar="DIR",
+    help="Run directories and logs (also TIONE_DATA_DIR); default: ./tione-data.",
+)
+@click.option(
+    "--cos-root",
+    default=None,
+    metavar="DIR",
+    help="Local directory standing in for COS (also TIONE_COS_ROOT); default: DATA_DIR/cos.",
+)
+def serve(
+    host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
+    executor: str | None, data_dir: str | None, cos_root: str | None,
+) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
 
     from tione_server.app import SETTINGS_ENV, create_app
     from tione_server.catalogue import Catalogue
 
-    settings = _settings(host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue)
+    settings = _settings(
+        host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
+        executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
+    )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
         try:

@@ -47,6 +47,26 @@ class Settings:
     """Largest TC3 POST body; v1 bodies are capped at 1 MB and GET queries at 32 KB (api3-protocol §1)."""
     catalogue_path: str | None = None
     """TOML file of instance types, prices, resource groups and frameworks (TIONE_CATALOGUE); None: built-in."""
+    executor: str = "local"
+    """How runs execute (TIONE_EXECUTOR): `local` runs each pod as a process here; `simulate` runs nothing
+    and moves tasks through the states on a timeline (docs/executors.md)."""
+    data_dir: str = field(default_factory=lambda: str(Path.cwd() / "tione-data"))
+    """Where runs keep their working directories and logs (TIONE_DATA_DIR)."""
+    cos_root: str | None = None
+    """Local directory standing in for COS (TIONE_COS_ROOT): `bucket/path` is `<cos_root>/bucket/path`;
+    None: `<data_dir>/cos`."""
+    stop_grace_seconds: float = 10.0
+    """Seconds between SIGTERM and SIGKILL when a run is stopped (TIONE_STOP_GRACE_SECONDS)."""
+    runner_interval: float = 0.25
+    """Seconds between runner passes when nothing is about to change (TIONE_RUNNER_INTERVAL)."""
+    simulate_seconds: tuple[float, float, float] = (1.0, 2.0, 10.0)
+    """Simulate executor timeline (TIONE_SIMULATE_SECONDS, `submit,start,run`): seconds SUBMITTING, STARTING
+    and RUNNING."""
+
+    @property
+    def cos_dir(self) -> Path:
+        """The directory COS paths map to."""
+        return Path(self.cos_root) if self.cos_root else Path(self.data_dir) / "cos"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -60,5 +80,13 @@ class Settings:
             values["time_offset_hours"] = int(offset)
         if catalogue := os.environ.get("TIONE_CATALOGUE"):
             values["catalogue_path"] = catalogue
+        for name in ("executor", "data_dir", "cos_root"):
+            if value := os.environ.get(f"TIONE_{name.upper()}"):
+                values[name] = value
+        for name in ("stop_grace_seconds", "runner_interval"):
+            if value := os.environ.get(f"TIONE_{name.upper()}"):
+                values[name] = float(value)
+        if timeline := os.environ.get("TIONE_SIMULATE_SECONDS"):
+            values["simulate_seconds"] = tuple(float(x) for x in timeline.split(","))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

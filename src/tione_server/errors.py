@@ -165,3 +165,66 @@ class TokenFailure(ApiError):
 
 class ResourceNotFound(ApiError):
     code = "ResourceNotFound"
+
+
+# -- training-task lifecycle (spec tione-training §4.1-§4.9, §6.3) ------------------------------------------
+
+
+class BadName(InvalidParameterValue):
+    code = "InvalidParameterValue.BadName"
+
+
+class DuplicateName(InvalidParameterValue):
+    code = "InvalidParameterValue.DuplicateName"
+
+
+class ResourceConfigIllegal(InvalidParameterValue):
+    code = "InvalidParameterValue.ResourceConfigIllegal"
+
+
+class FrameworkVersionNotSupport(InvalidParameterValue):
+    code = "InvalidParameterValue.FrameworkVersionNotSupport"
+
+
+class RDMAConfigIllegal(InvalidParameterValue):
+    code = "InvalidParameterValue.RDMAConfigIllegal"
+
+
+class DataConfigNumLimitExceeded(InvalidParameterValue):
+    code = "InvalidParameterValue.DataConfigNumLimitExceeded"
+
+
+class ParamLengthExceedLimit(InvalidParameterValue):
+    code = "InvalidParameterValue.ParamLengthExceedLimit"
+
+
+class ClsConfigRequired(InvalidParameterValue):
+    code = "InvalidParameterValue.ClsConfigRequired"
+
+
+class DuplicateNameTaskIsCreating(ApiError):
+    code = "FailedOperation.DuplicateNameTaskIsCreating"
+
+
+class ResourceGroupNotFound(ApiError):
+    code = "ResourceNotFound.ResourceGroupNotFound"
+
+
+class ResourceGroupInsufficient(ApiError):
+    code = "OperationDenied.ResourceGroupInsufficient"
+
+
+class BillingStatusResourceInsufficient(ApiError):
+    code = "OperationDenied.BillingStatusResourceInsufficient"
+
+
+class NotAllow(ApiError):
+    code = "InternalError.NotAllow"
+
+
+class UnSubmittedStatusNotAllowStop(ApiError):
+    code = "InternalError.UnSubmittedStatusNotAllowStop"
+
+
+class ContextLimitError(ApiError):
+    code = "FailedOperation.ContextLimitError"

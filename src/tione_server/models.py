@@ -21,6 +21,32 @@ class TaskStatus(StrEnum):
     SUBMIT_FAILED = "SUBMIT_FAILED"
 
 
+ACTIVE_STATUSES = frozenset(
+    {TaskStatus.SUBMITTING, TaskStatus.PENDING, TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STOPPING}
+)
+"""Non-terminal states: Start and Delete are refused in them (spec §6.3)."""
+TERMINAL_STATUSES = frozenset({TaskStatus.STOPPED, TaskStatus.SUCCEED, TaskStatus.FAILED, TaskStatus.SUBMIT_FAILED})
+"""States a run only leaves through StartTrainingTask (spec §6.2)."""
+HOLDING_STATUSES = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STOPPING})
+"""States in which a run holds resources and, postpaid, is BILLING (spec §6.1, §6.6)."""
+
+
+class PodStatus(StrEnum):
+    """Pod states of spec §2 (note SUCCEEDED, unlike the task's SUCCEED)."""
+
+    SUBMITTING = "SUBMITTING"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+
+
+LIVE_POD_STATUSES = frozenset({PodStatus.PENDING, PodStatus.RUNNING, PodStatus.TERMINATING})
+"""Pod states whose process may still exist (launched or about to be)."""
+
+
 class ChargeType(StrEnum):
     PREPAID = "PREPAID"
     POSTPAID_BY_HOUR = "POSTPAID_BY_HOUR"
@@ -81,6 +107,69 @@ class Task:
     def num(self) -> int:
         """The integer part of the id: creation order, and the tie-breaker of every sort (spec §5.6)."""
         return int(self.id[6:])
+
+
+@dataclass(slots=True)
+class Pod:
+    """One pod of a run: a process group on the local executor (spec §4.7). Times are Unix seconds."""
+
+    name: str
+    role: str
+    index: int
+    """Position of the pod within its run (launch order)."""
+    cpu: int = 0
+    memory: int = 0
+    gpu: int = 0
+    status: str = PodStatus.PENDING
+    node: str = ""
+    """Prepaid resource-group node the pod is placed on; "" in the postpaid pool."""
+    pid: int | None = None
+    pgid: int | None = None
+    proc_start: int | None = None
+    """Kernel start time of `pid` (clock ticks since boot), so a reused pid is never mistaken for ours."""
+    launched_at: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    exit_code: int | None = None
+    ip: str = ""
+
+    @property
+    def suffix(self) -> str:
+        """`worker-0`, `master-0`, `launcher`: the name without the run id (spec §6.5 FailureReason)."""
+        return "-".join(self.name.split("-")[3:])  # train-<digits>-<random>-<suffix>
+
+
+@dataclass(slots=True)
+class Run:
+    """One execution of a task (spec §1.4 instance `<task id>-xxxxxxxxxxxx`); the task row mirrors the latest."""
+
+    num: int
+    """Snowflake number: submission order (spec §6: capacity is granted in this order)."""
+    id: str
+    task_num: int
+    task_id: str
+    status: str
+    charge_status: str
+    operation: str
+    """CREATE or START: the request that began the run."""
+    requested_at: float
+    """When that request arrived (callback `totalTime` is measured from here, spec §8)."""
+    pool: str = ""
+    """"" = the postpaid pool (this machine); else the prepaid resource group id."""
+    cpu: int = 0
+    memory: int = 0
+    gpu: int = 0
+    failure_reason: str = ""
+    message: str = ""
+    start_time: int | None = None
+    end_time: int | None = None
+    stop_requested_at: float | None = None
+    stop_reason: str = ""
+    term_sent_at: float | None = None
+    kill_sent: bool = False
+    callback: str = ""
+    """A §8 callback waiting to be sent: JSON `{"task_name", "code", "message", "total_time", "at"}`; "" none."""
+    pods: list[Pod] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

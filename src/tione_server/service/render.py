@@ -7,7 +7,9 @@ from typing import Any
 from tione_server import timefmt
 from tione_server.api._generated import TrainingTaskSetItem
 from tione_server.api.complete import complete
+from tione_server.catalogue import Catalogue
 from tione_server.models import Task, TaskStatus
+from tione_server.service.detail import is_live, live_list_fields
 
 ACTIVE_RUNTIME = frozenset({TaskStatus.RUNNING, TaskStatus.STOPPING})
 
@@ -24,9 +26,15 @@ def runtime_seconds(task: Task, now: float) -> int:
     return 0
 
 
-def list_item(task: Task, now: float, offset_hours: int) -> TrainingTaskSetItem:
-    """The task as DescribeTrainingTasks shows it."""
+def list_item(task: Task, now: float, offset_hours: int, catalogue: Catalogue | None = None) -> TrainingTaskSetItem:
+    """The task as DescribeTrainingTasks shows it.
+
+    Executed tasks get BillingInfo, ResourceGroupName and postpaid sizes from the current catalogue (spec
+    §4.3, §6.7); imported tasks are history and show what was imported.
+    """
     data: dict[str, Any] = dict(task.doc)
+    if catalogue is not None and is_live(task):
+        data.update(live_list_fields(task, catalogue))
     data.update(
         Id=task.id,
         Name=task.name,

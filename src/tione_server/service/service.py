@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tione_server.api._generated import (
@@ -12,14 +13,17 @@ from tione_server.api._generated import (
 from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
+from tione_server.executors import Executor, make_executor
 from tione_server.service.billing import BillingActions
+from tione_server.service.lifecycle import LifecycleActions
 from tione_server.service.listing import build_query
+from tione_server.service.logs import LogActions
 from tione_server.service.render import list_item
 from tione_server.service.scope import scope_of
 from tione_server.store import Store
 
 
-class TioneService(BillingActions, TioneApi):
+class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
     """Business rules per action; the store is the only I/O."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
@@ -28,6 +32,14 @@ class TioneService(BillingActions, TioneApi):
         self.catalogue = (
             Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
         )
+        self.executor: Executor = make_executor(
+            settings.executor,
+            data_dir=Path(settings.data_dir),
+            cos_root=settings.cos_dir,
+            simulate_seconds=settings.simulate_seconds,
+        )
+        self.wake: Callable[[], None] = lambda: None
+        """Set by create_app to the runner's wake-up, so a change is picked up at once."""
 
     def describe_training_tasks(
         self, ctx: RequestContext, req: DescribeTrainingTasksRequest
@@ -37,5 +49,5 @@ class TioneService(BillingActions, TioneApi):
         tasks, total = self.store.list_tasks(scope_of(ctx, req.TiProjectId), query)
         offset = self.settings.time_offset_hours
         return DescribeTrainingTasksResponse(
-            TrainingTaskSet=[list_item(t, ctx.now, offset) for t in tasks], TotalCount=total
+            TrainingTaskSet=[list_item(t, ctx.now, offset, self.catalogue) for t in tasks], TotalCount=total
         )

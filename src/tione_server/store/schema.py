@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -20,8 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 1
-"""Bump with every change below; Store refuses a database of a newer version than it knows."""
+SCHEMA_VERSION = 2
+"""Bump with every change below; Store refuses a database of a newer version than it knows.
+
+2: runs, pods and metrics (executed tasks); version-1 databases gain them on open.
+"""
 
 UNSET_TIME = -1
 
@@ -94,3 +98,69 @@ task_tags = Table(
     Column("position", Integer, nullable=False),
 )
 Index("ix_task_tags_kv", task_tags.c.tag_key, task_tags.c.tag_value, task_tags.c.num)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("num", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", _text(), nullable=False, unique=True),
+    Column("task_num", BigInteger, ForeignKey("tasks.num", ondelete="CASCADE"), nullable=False),
+    Column("status", _text(), nullable=False),
+    Column("charge_status", _text(), nullable=False),
+    Column("operation", _text(), nullable=False),
+    Column("requested_at", Float, nullable=False),
+    Column("pool", _text(), nullable=False),
+    Column("cpu", BigInteger, nullable=False),
+    Column("memory", BigInteger, nullable=False),
+    Column("gpu", BigInteger, nullable=False),
+    Column("failure_reason", _text(), nullable=False),
+    Column("message", _text(), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=False),
+    Column("stop_requested_at", Float, nullable=True),
+    Column("stop_reason", _text(), nullable=False),
+    Column("term_sent_at", Float, nullable=True),
+    Column("kill_sent", Boolean, nullable=False),
+    Column("callback", _text(), nullable=False),
+    Column("live", Boolean, nullable=False),
+    # live: the runner still has work on this run (not terminal, pods to clean up, or a callback to send).
+)
+Index("ix_runs_task", runs.c.task_num, runs.c.num)
+Index("ix_runs_live", runs.c.live, runs.c.num)
+
+pods = Table(
+    "pods",
+    metadata,
+    Column("run_num", BigInteger, ForeignKey("runs.num", ondelete="CASCADE"), primary_key=True),
+    Column("name", _text(), primary_key=True),
+    Column("role", _text(), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("cpu", BigInteger, nullable=False),
+    Column("memory", BigInteger, nullable=False),
+    Column("gpu", BigInteger, nullable=False),
+    Column("status", _text(), nullable=False),
+    Column("node", _text(), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("pgid", Integer, nullable=True),
+    Column("proc_start", BigInteger, nullable=True),
+    Column("launched_at", Float, nullable=True),
+    Column("start_time", Float, nullable=True),
+    Column("end_time", Float, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("ip", _text(), nullable=False),
+)
+Index("ix_pods_name", pods.c.name)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_num", BigInteger, ForeignKey("tasks.num", ondelete="CASCADE"), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("uin", _text(), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("total_steps", BigInteger, nullable=False),
+    Column("points", _text(), nullable=False),
+)
+Index("ix_metrics_task", metrics.c.task_num, metrics.c.timestamp)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Row
 
 from tione_server.models import ApiKey, Scope, Task, TaskQuery
 from tione_server.store import query as q
+from tione_server.store.runs import RunStore
 from tione_server.store.schema import (
     SCHEMA_VERSION,
     UNSET_TIME,
@@ -58,8 +59,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
 
 
-class Store:
-    """All persistent state of the service."""
+class Store(RunStore):
+    """All persistent state of the service (runs, pods and metrics: see store/runs.py)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -86,6 +87,9 @@ class Store:
                 conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif int(found) > SCHEMA_VERSION:
                 raise SchemaTooNew(f"database schema {found} is newer than this server's {SCHEMA_VERSION}")
+            elif int(found) < SCHEMA_VERSION:
+                # Versions so far only added tables, which create_all has just made.
+                conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
     def schema_version(self) -> int:
         """The version recorded in the database."""

@@ -1,0 +1,515 @@
+"""The runner: the reconcile loop that moves runs through the states of spec §6.2 through the executor.
+
+API handlers only record what the user wants (a new SUBMITTING run, a STOPPING run); each `tick(now)`
+compares the store with what the executor observes and makes one step for every live run: submit, grant
+capacity in submission order and launch, notice pods running and exiting, stop with SIGTERM then SIGKILL,
+clean up leftovers, send callbacks (spec §8). State lives in the database only, so a restarted runner simply
+carries on: pods whose processes survived are re-attached, vanished ones end their run FAILED.
+
+One runner per server process drives the whole store; with several API replicas only the leader should
+tick (`is_leader`), which is the one hook leader election needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tione_server.callbacks import callback_body
+from tione_server.catalogue import Catalogue
+from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec
+from tione_server.executors.plan import plan_pods, run_spec
+from tione_server.models import (
+    HOLDING_STATUSES,
+    LIVE_POD_STATUSES,
+    TERMINAL_STATUSES,
+    ChargeStatus,
+    ChargeType,
+    Pod,
+    PodStatus,
+    Run,
+    Task,
+    TaskStatus,
+)
+from tione_server.store import Store
+
+log = logging.getLogger("tione_server.runner")
+
+WAITING = "Waiting for resources: insufficient free capacity"
+"""PENDING Message (spec §6.2 Decision text)."""
+NEVER_FITS = WAITING + " (the request is larger than the pool's total capacity)"
+POD_IP = "127.0.0.1"
+FAST_INTERVAL = 0.02
+"""Seconds between ticks while a run is about to move (SUBMITTING, STARTING): create-to-RUNNING stays quick."""
+
+
+class Sender(Protocol):
+    """What the runner needs of callbacks.CallbackSender."""
+
+    def send(self, url: str, body: dict[str, object]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the pods say about a run (spec §6.5): still running, succeeded, or failed and why."""
+
+    outcome: str
+    """`running`, `succeed` or `failed`."""
+    reason: str = ""
+    at: float | None = None
+    """When the deciding pod ended."""
+
+
+def verdict(mode: str, pods: Sequence[Pod]) -> Verdict:
+    """Spec §6.5 exit rules over pod states (FAILED pods carry exit_code None when they were lost)."""
+    failed = [p for p in pods if p.status == PodStatus.FAILED]
+    if mode in ("MPI", "HOROVOD"):
+        launcher = next((p for p in pods if p.role == "LAUNCHER"), None)
+        lost = [p for p in failed if p.exit_code is None]
+        if launcher is not None and launcher.status == PodStatus.SUCCEEDED:
+            return Verdict("succeed", at=launcher.end_time)
+        if launcher is not None and launcher.status == PodStatus.FAILED:
+            return Verdict("failed", _failure(launcher), launcher.end_time)
+        if lost:
+            return Verdict("failed", _failure(lost[0]), lost[0].end_time)
+        return Verdict("running")
+    if failed:
+        first = min(failed, key=lambda p: (p.end_time or 0.0, p.index))
+        return Verdict("failed", _failure(first), first.end_time)
+    deciders = [p for p in pods if p.role != "PS"] if mode == "PS_WORKER" else list(pods)
+    if deciders and all(p.status == PodStatus.SUCCEEDED for p in deciders):
+        return Verdict("succeed", at=max(p.end_time or 0.0 for p in deciders))
+    return Verdict("running")
+
+
+def _failure(pod: Pod) -> str:
+    """FailureReason text of spec §6.5."""
+    if pod.exit_code is None:
+        return f"{pod.suffix} lost: its process is gone and left no exit code"
+    return f"{pod.suffix} exited with code {pod.exit_code}"
+
+
+class Lease:
+    """Leadership through a database lease, so only one runner per store ticks (`serve --workers N`)."""
+
+    NAME = "runner_lease"
+
+    def __init__(self, store: Store, ttl: float = 3.0, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self.owner = uuid.uuid4().hex
+        self._until = 0.0
+
+    def __call__(self) -> bool:
+        """Whether this process leads now; renews the lease when half of it has passed."""
+        now = self.clock()
+        if now < self._until - self.ttl / 2:
+            return True
+        try:
+            held = self.store.hold_lease(self.NAME, self.owner, now, self.ttl)
+        except Exception:
+            log.exception("runner lease: database error")
+            held = False
+        self._until = now + self.ttl if held else 0.0
+        return held
+
+    def release(self) -> None:
+        if self._until:
+            self.store.release_lease(self.NAME, self.owner)
+            self._until = 0.0
+
+
+class Runner:
+    """Reconciles runs with the executor; `tick` is one pass, `start`/`stop` run it in a thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        catalogue: Catalogue,
+        *,
+        callbacks: Sender | None = None,
+        stop_grace_seconds: float = 10.0,
+        interval: float = 0.25,
+        offset_hours: int = 8,
+        clock: Callable[[], float] = time.time,
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.catalogue = catalogue
+        self.callbacks = callbacks
+        self.grace = stop_grace_seconds
+        self.interval = interval
+        self.offset_hours = offset_hours
+        self.clock = clock
+        self.is_leader = is_leader
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+
+    # -- the background loop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run `tick` in a daemon thread until `stop`."""
+        self._stopped.clear()
+        self._thread = threading.Thread(target=self._loop, name="tione-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop (pods keep running; a later runner re-attaches them)."""
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Tick soon: an API handler changed something."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            changed = False
+            if self.is_leader():
+                try:
+                    changed = self.tick()
+                except Exception:  # a bad tick (database away, a bug) must not end the loop
+                    log.exception("runner tick failed")
+            self._wake.wait(FAST_INTERVAL if changed or self._busy else self.interval)
+            self._wake.clear()
+
+    # -- one pass -------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> bool:
+        """One reconcile pass at time `now` (default: the clock); True when any run or pod changed."""
+        now = self.clock() if now is None else now
+        items = self.store.live_runs()
+        changed = False
+        for run, task in items:
+            try:
+                changed |= self._step(run, task, now)
+            except Exception:  # one broken run must not hold up the others
+                log.exception("runner: run %s failed to advance", run.id)
+        changed |= self._schedule(items, now)
+        self._finish_bookkeeping(items, now)
+        self._busy = any(r.status in (TaskStatus.SUBMITTING, TaskStatus.STARTING) for r, _ in items)
+        return changed
+
+    def _step(self, run: Run, task: Task, now: float) -> bool:
+        status = run.status
+        if status == TaskStatus.SUBMITTING:
+            return self._submit(run, task, now)
+        if status in (TaskStatus.STARTING, TaskStatus.RUNNING):
+            return self._watch(run, task, now)
+        if status == TaskStatus.STOPPING:
+            return self._stopping(run, task, now)
+        if status in TERMINAL_STATUSES:
+            return self._cleanup(run, task, now)
+        return False
+
+    def _submit(self, run: Run, task: Task, now: float) -> bool:
+        spec = run_spec(run, task)
+        result = self.executor.submit(spec, now)
+        if result.error:
+            return self._finish(run, task, TaskStatus.SUBMIT_FAILED, result.error, now)
+        if not result.ready:
+            return False
+        pods = plan_pods(run.id, task.doc)
+        if self.store.transition(run, [TaskStatus.SUBMITTING], pods_insert=pods, status=TaskStatus.PENDING):
+            run.pods = pods
+            return True
+        return False
+
+    # -- capacity (spec §6.2: PENDING until capacity, granted in submission order) -------------------
+
+    def _schedule(self, items: list[tuple[Run, Task]], now: float) -> bool:
+        pending = [(r, t) for r, t in items if r.status == TaskStatus.PENDING]
+        if not pending:
+            return False
+        pool_used = [0, 0, 0]
+        node_used: dict[str, list[int]] = {}
+        for r, _ in items:
+            if r.status in HOLDING_STATUSES:
+                self._account(r, pool_used, node_used)
+        blocked: set[str] = set()
+        changed = False
+        for run, task in pending:
+            placement = None if run.pool in blocked else self._fit(run, pool_used, node_used)
+            if placement is None:
+                never = self._never_fits(run)
+                if not never:
+                    blocked.add(run.pool)  # later submissions to this pool wait their turn
+                message = NEVER_FITS if never else WAITING
+                if run.message != message:
+                    self.store.update_run(run, message=message)
+                continue
+            for pod in run.pods:
+                pod.node = placement.get(pod.name, "")
+            charge = (
+                ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
+            )
+            if not self.store.transition(
+                run, [TaskStatus.PENDING], task_doc={"Message": ""}, status=TaskStatus.STARTING,
+                charge_status=charge, message="",
+            ):  # fmt: skip
+                continue
+            self.store.save_pods(run, run.pods)
+            self._account(run, pool_used, node_used)
+            changed = True
+            self._launch(run, task, run.pods, now)
+        return changed
+
+    @staticmethod
+    def _account(run: Run, pool_used: list[int], node_used: dict[str, list[int]]) -> None:
+        if not run.pool:
+            pool_used[0] += run.cpu
+            pool_used[1] += run.memory
+            pool_used[2] += run.gpu
+            return
+        for p in run.pods:
+            if p.node:
+                used = node_used.setdefault(p.node, [0, 0, 0])
+                used[0] += p.cpu
+                used[1] += p.memory
+                used[2] += p.gpu
+
+    def _fit(self, run: Run, pool_used: list[int], node_used: dict[str, list[int]]) -> dict[str, str] | None:
+        """Pod name -> node ("" in the postpaid pool) when the run fits now, else None."""
+        if not run.pool:
+            cap = self.catalogue.capacity
+            fits = (
+                pool_used[0] + run.cpu <= cap.cpu
+                and pool_used[1] + run.memory <= cap.memory
+                and pool_used[2] + run.gpu <= cap.gpu
+            )
+            return {p.name: "" for p in run.pods} if fits else None
+        group = self.catalogue.resource_groups.get(run.pool)
+        if group is None:
+            return None
+        nodes = [n for n in group.nodes if n.status == "RUNNING"]  # other node states take no work
+        free = {n.id: [n.cpu, n.memory, n.gpu] for n in nodes}
+        for node_id, used in node_used.items():
+            if node_id in free:
+                free[node_id] = [free[node_id][k] - used[k] for k in range(3)]
+        placement: dict[str, str] = {}
+        for p in run.pods:
+            if not (p.cpu or p.memory or p.gpu):
+                placement[p.name] = ""  # the MPI launcher holds nothing
+                continue
+            node = next(
+                (n for n in nodes if free[n.id][0] >= p.cpu and free[n.id][1] >= p.memory and free[n.id][2] >= p.gpu),
+                None,
+            )
+            if node is None:
+                return None
+            free[node.id][0] -= p.cpu
+            free[node.id][1] -= p.memory
+            free[node.id][2] -= p.gpu
+            placement[p.name] = node.id
+        return placement
+
+    def _never_fits(self, run: Run) -> bool:
+        if not run.pool:
+            cap = self.catalogue.capacity
+            return run.cpu > cap.cpu or run.memory > cap.memory or run.gpu > cap.gpu
+        group = self.catalogue.resource_groups.get(run.pool)
+        if group is None:
+            return True
+        return self._fit(run, [0, 0, 0], {}) is None
+
+    def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float) -> None:
+        spec = run_spec(run, task)
+        try:
+            self.executor.launch(spec, pods, now)
+        except LaunchError as err:
+            self.store.save_pods(run, pods)
+            for p in pods:
+                p.status = PodStatus.FAILED if p.pid is None else p.status
+            self._finish(run, task, TaskStatus.FAILED, str(err), now)
+            return
+        self.store.save_pods(run, pods)
+
+    # -- watching pods --------------------------------------------------------------------------
+
+    def _apply(self, run: Run, seen: dict[str, Observation], now: float, *, ending: str = "") -> list[Pod]:
+        """Fold observations into the pod records; `ending` is the status a pod gets once gone while the run
+        is being stopped or cleaned up (TERMINATED, or SUCCEEDED for PS pods after a success)."""
+        changed: list[Pod] = []
+        for pod in run.pods:
+            obs = seen.get(pod.name)
+            if obs is None:
+                continue
+            before = (pod.status, pod.pid, pod.start_time, pod.end_time, pod.exit_code, pod.proc_start)
+            pod.pid = pod.pid or obs.pid
+            pod.pgid = pod.pgid or obs.pgid
+            pod.proc_start = pod.proc_start if pod.proc_start is not None else obs.proc_start
+            if pod.launched_at is None:
+                pod.launched_at = now
+            if obs.started_at is not None and pod.start_time is None and obs.phase != "PENDING":
+                pod.start_time = obs.started_at
+                pod.ip = POD_IP
+            if obs.phase == "RUNNING" and pod.status == PodStatus.PENDING:
+                pod.status = PodStatus.TERMINATING if ending else PodStatus.RUNNING
+            elif (
+                ending and obs.phase in ("RUNNING", "PENDING") and pod.status in (PodStatus.RUNNING, PodStatus.PENDING)
+            ):
+                pod.status = PodStatus.TERMINATING
+            elif obs.phase in ("EXITED", "LOST") and pod.status in LIVE_POD_STATUSES:
+                pod.end_time = obs.ended_at if obs.ended_at is not None else now
+                pod.exit_code = obs.exit_code
+                if ending:
+                    pod.status = ending
+                else:
+                    pod.status = PodStatus.SUCCEEDED if obs.exit_code == 0 else PodStatus.FAILED
+            if (pod.status, pod.pid, pod.start_time, pod.end_time, pod.exit_code, pod.proc_start) != before:
+                changed.append(pod)
+        return changed
+
+    def _watch(self, run: Run, task: Task, now: float) -> bool:
+        spec = run_spec(run, task)
+        seen = self.executor.observe(spec, run, now)
+        # Pods never launched (a crash between granting capacity and starting them): start them now.
+        missing = [p for p in run.pods if p.launched_at is None and p.name not in seen]
+        if missing:
+            self._launch(run, task, missing, now)
+            return True
+        changed_pods = self._apply(run, seen, now)
+        self.store.save_pods(run, changed_pods)
+        changed = bool(changed_pods)
+        if run.status == TaskStatus.STARTING:
+            started = all(p.status != PodStatus.PENDING for p in run.pods)
+            if not started and not any(p.status == PodStatus.FAILED for p in run.pods):
+                return changed
+            start = max((p.start_time for p in run.pods if p.start_time is not None), default=now)
+            if started and not self.store.transition(
+                run, [TaskStatus.STARTING], status=TaskStatus.RUNNING, start_time=int(start)
+            ):
+                return changed
+            changed = True
+        result = verdict(spec.mode, run.pods)
+        if result.outcome == "running":
+            return changed
+        end = result.at if result.at is not None else now
+        if result.outcome == "succeed":
+            self._finish(run, task, TaskStatus.SUCCEED, "", end)
+        else:
+            self._finish(run, task, TaskStatus.FAILED, result.reason, end)
+        leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
+        if leftovers:  # PS pods after success, the rest after a failure (spec §6.5)
+            self.executor.signal(spec, run, leftovers, kill=False, now=now)
+            self.store.update_run(run, term_sent_at=now)
+        return True
+
+    def _stopping(self, run: Run, task: Task, now: float) -> bool:
+        spec = run_spec(run, task)
+        seen = self.executor.observe(spec, run, now)
+        changed_pods = self._apply(run, seen, now, ending=PodStatus.TERMINATED)
+        for p in run.pods:
+            if p.launched_at is None and p.name not in seen and p.status in LIVE_POD_STATUSES:
+                p.status = PodStatus.TERMINATED  # never launched (stopped while PENDING)
+                changed_pods.append(p)
+        self.store.save_pods(run, changed_pods)
+        live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
+        if live:
+            self._terminate(spec, run, live, now)
+            return bool(changed_pods)
+        reason = run.stop_reason or "User Stop"
+        return self._finish(run, task, TaskStatus.STOPPED, reason, now)
+
+    def _cleanup(self, run: Run, task: Task, now: float) -> bool:
+        live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
+        if not live:
+            return False
+        spec = run_spec(run, task)
+        ending = PodStatus.SUCCEEDED if run.status == TaskStatus.SUCCEED else PodStatus.TERMINATED
+        seen = self.executor.observe(spec, run, now)
+        changed_pods = self._apply(run, seen, now, ending=ending)
+        for p in live:
+            if p.name not in seen:  # never launched
+                p.status = ending
+                changed_pods.append(p)
+        self.store.save_pods(run, changed_pods)
+        live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
+        if live:
+            self._terminate(spec, run, live, now)
+        return bool(changed_pods)
+
+    def _terminate(self, spec: RunSpec, run: Run, live: Sequence[Pod], now: float) -> None:
+        """SIGTERM once, SIGKILL after the grace period (issue §3)."""
+        if run.term_sent_at is None:
+            self.executor.signal(spec, run, live, kill=False, now=now)
+            self.store.update_run(run, term_sent_at=now)
+        elif not run.kill_sent and now - run.term_sent_at >= self.grace:
+            self.executor.signal(spec, run, live, kill=True, now=now)
+            self.store.update_run(run, kill_sent=True)
+
+    # -- outcomes and callbacks -------------------------------------------------------------------
+
+    def _finish(self, run: Run, task: Task, status: TaskStatus, reason: str, at: float) -> bool:
+        """Move a run to a terminal state, with FailureReason, EndTime and its §8 callback."""
+        end = int(at)
+        runtime = max(0, end - run.start_time) if run.start_time is not None else 0
+        callback = ""
+        if task.doc.get("CallbackUrl"):
+            callback = json.dumps(self._callback(run, status, reason, at))
+        charge = ChargeStatus.ARREARS_STOP if run.stop_reason == "Arrears Stop" else ChargeStatus.NOT_BILLING
+        return self.store.transition(
+            run,
+            [run.status],
+            task_doc={"FailureReason": reason, "Message": "", "RuntimeInSeconds": runtime},
+            status=status,
+            charge_status=charge,
+            failure_reason=reason,
+            message="",
+            end_time=end,
+            callback=callback,
+        )
+
+    @staticmethod
+    def _callback(run: Run, status: TaskStatus, reason: str, at: float) -> dict[str, object]:
+        """Spec §8 firing table: task name, code, message and the time since the triggering request."""
+        if status == TaskStatus.STOPPED and run.stop_reason != "Arrears Stop":
+            since = run.stop_requested_at if run.stop_requested_at is not None else run.requested_at
+            return {"task_name": "Stop", "code": 0, "message": "STOPPED", "total_time": at - since}
+        code, message = {
+            TaskStatus.SUCCEED: (0, "SUCCEED"),
+            TaskStatus.SUBMIT_FAILED: (10001, reason),
+            TaskStatus.FAILED: (10002, reason),
+            TaskStatus.STOPPED: (10003, "ARREARS_STOP"),
+        }.get(status, (10004, reason))
+        return {"task_name": "Start", "code": code, "message": message, "total_time": at - run.requested_at}
+
+    def _finish_bookkeeping(self, items: list[tuple[Run, Task]], now: float) -> None:
+        for run, task in items:
+            if run.callback:
+                self._send(run, task, now)
+            if (
+                run.status in TERMINAL_STATUSES
+                and not run.callback
+                and not any(p.status in LIVE_POD_STATUSES for p in run.pods)
+            ):
+                self.store.update_run(run, live=False)
+
+    def _send(self, run: Run, task: Task, now: float) -> None:
+        url = str(task.doc.get("CallbackUrl") or "")
+        pending = json.loads(run.callback)
+        if self.callbacks is not None and url:
+            body = callback_body(
+                task_id=task.id,
+                task_name=pending["task_name"],
+                code=int(pending["code"]),
+                message=str(pending["message"]),
+                total_time=max(0.0, float(pending["total_time"])),
+                now=now,
+                offset_hours=self.offset_hours,
+            )
+            self.callbacks.send(url, body)
+        self.store.update_run(run, callback="")

@@ -1,0 +1,215 @@
+"""DescribeLogs for training pods (spec §4.8) and PushTrainingMetrics (spec §4.9).
+
+Log lines come from the executor (one stamped file per pod per stream). A page is computed over every
+matching line, sorted by timestamp; the `Context` cursor is the query itself plus the position of the next
+page, base64-encoded, so paging needs no server state and survives restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from tione_server.api._generated import (
+    DescribeLogsRequest,
+    DescribeLogsResponse,
+    LogIdentity,
+    PushTrainingMetricsRequest,
+    PushTrainingMetricsResponse,
+)
+from tione_server.context import RequestContext
+from tione_server.errors import ContextLimitError, InvalidParameter, InvalidParameterValue, MissingParameter
+from tione_server.executors.base import STREAMS
+from tione_server.models import Pod, Scope
+from tione_server.service.scope import scope_of
+
+if TYPE_CHECKING:
+    from tione_server.config import Settings
+    from tione_server.executors.base import Executor
+    from tione_server.store import Store
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_LINES = 10_000
+"""Spec §4.8: paging past this many lines is FailedOperation.ContextLimitError."""
+MAX_POINTS = 10
+_ID_NAMESPACE = uuid.UUID("6f1c8e2a-3a57-4a59-9c52-0d9f3f0b7a11")
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """A validated DescribeLogs query; it travels inside the Context cursor."""
+
+    uin: str
+    region: str
+    project: str
+    service_id: str
+    pod_name: str
+    start_ns: int
+    end_ns: int
+    limit: int
+    descending: bool
+    keywords: tuple[str, ...]
+    stream: str
+    position: int
+
+
+def _parse_time(value: str, name: str, offset_hours: int) -> int:
+    """RFC 3339 -> Unix nanoseconds (a string without offset is read in the server's offset)."""
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidParameterValue.for_param(name, "Use RFC 3339, e.g. 2021-11-30T16:22:09+08:00.") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone(timedelta(hours=offset_hours)))
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+def rfc3339_ns(ns: int) -> str:
+    """`2022-01-11T04:14:36.348499491Z` (spec §4.8 LogIdentity.Timestamp)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def _encode_context(query: LogQuery) -> str:
+    raw = json.dumps(asdict(query), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_context(text: str, scope: Scope) -> LogQuery:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text.encode()))
+        query = LogQuery(**{**data, "keywords": tuple(data["keywords"])})
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise InvalidParameterValue.for_param("Context", "Pass the Context of the previous page unchanged.") from None
+    if (query.uin, query.region, query.project) != (scope.uin, scope.region, scope.project):
+        raise InvalidParameterValue.for_param("Context", "It belongs to another workspace or region.")
+    return query
+
+
+class LogActions:
+    """DescribeLogs and PushTrainingMetrics."""
+
+    settings: Settings
+    store: Store
+    executor: Executor
+
+    def _log_query(self, ctx: RequestContext, req: DescribeLogsRequest, scope: Scope) -> LogQuery:
+        if req.Service != "TRAIN":
+            raise InvalidParameterValue.for_param("Service", "This server keeps training logs only: use TRAIN.")
+        if not req.ServiceId and not req.PodName:
+            raise MissingParameter("ServiceId")
+        limit = req.Limit or DEFAULT_LIMIT
+        if limit > MAX_LIMIT:
+            raise InvalidParameterValue.for_param("Limit", f"Use at most {MAX_LIMIT}.")
+        order = (req.Order or "DESC").upper()
+        if order not in ("ASC", "DESC"):
+            raise InvalidParameterValue.for_param("Order", "Use ASC or DESC.")
+        if (req.OrderField or "Timestamp") != "Timestamp":
+            raise InvalidParameterValue.for_param("OrderField", "Only Timestamp is supported.")
+        stream = req.LogStream or ""
+        if stream not in ("", *STREAMS):
+            raise InvalidParameterValue.for_param("LogStream", "Use stdout, stderr or an empty string.")
+        offset = self.settings.time_offset_hours
+        now_ns = int(ctx.now * 1_000_000_000)
+        end = _parse_time(req.EndTime, "EndTime", offset) if req.EndTime else now_ns
+        start = _parse_time(req.StartTime, "StartTime", offset) if req.StartTime else end - 3600 * 1_000_000_000
+        if start > end:
+            raise InvalidParameterValue.for_param("StartTime", "`StartTime` must not be after `EndTime`.")
+        keywords: list[str] = []
+        for i, f in enumerate(req.Filters or []):
+            if f.Name != "Key":
+                raise InvalidParameterValue.for_param(f"Filters.{i}.Name", "The only log filter is Key.")
+            keywords += [v for v in f.Values or [] if v]
+        return LogQuery(
+            uin=scope.uin, region=scope.region, project=scope.project, service_id=req.ServiceId or "",
+            pod_name=req.PodName or "", start_ns=start, end_ns=end, limit=limit, descending=order == "DESC",
+            keywords=tuple(keywords), stream=stream, position=req.Offset or 0,
+        )  # fmt: skip
+
+    def _pods(self, scope: Scope, query: LogQuery) -> list[tuple[str, Pod]]:
+        name = query.pod_name
+        prefix = name.endswith("*")
+        name = name.rstrip("*") if prefix else name
+        if query.service_id:
+            run = self.store.run_in_scope(scope, query.service_id)
+            if run is None:
+                return []
+            pods = [(run.id, p) for p in run.pods]
+            if query.pod_name:
+                pods = [(r, p) for r, p in pods if (p.name.startswith(name) if prefix else p.name == name)]
+            return pods
+        return self.store.pods_named(scope, name, prefix=prefix)
+
+    def describe_logs(self, ctx: RequestContext, req: DescribeLogsRequest) -> DescribeLogsResponse:
+        """One page of the pods' log lines in time order (spec §4.8)."""
+        scope = scope_of(ctx, req.TiProjectId)
+        query = _decode_context(req.Context, scope) if req.Context else self._log_query(ctx, req, scope)
+        if query.position >= MAX_LINES:
+            raise ContextLimitError(f"Logs can be paged through the first {MAX_LINES} lines only; narrow the query.")
+        lines: list[tuple[int, str, int, int, str]] = []  # (ns, pod, stream index, line number, text)
+        streams = [query.stream] if query.stream else list(STREAMS)
+        for run_id, pod in self._pods(scope, query):
+            for si, stream in enumerate(streams):
+                for n, (ns, text) in enumerate(self.executor.read_log(run_id, pod.name, stream)):
+                    if query.start_ns <= ns <= query.end_ns and all(k in text for k in query.keywords):
+                        lines.append((ns, pod.name, si, n, text))
+        lines.sort(reverse=query.descending)
+        end = query.position + query.limit
+        page = lines[query.position : end]
+        more = end < len(lines)
+        content = [
+            LogIdentity(
+                Id=str(uuid.uuid5(_ID_NAMESPACE, f"{pod}/{streams[si]}/{n}")),
+                Message=text,
+                PodName=pod,
+                Timestamp=rfc3339_ns(ns),
+                PkgId="",
+                PkgLogId="",
+            )
+            for ns, pod, si, n, text in page
+        ]
+        next_context = _encode_context(_replace_position(query, end)) if more else ""
+        return DescribeLogsResponse(Context=next_context, Content=content)
+
+    def push_training_metrics(
+        self, ctx: RequestContext, req: PushTrainingMetricsRequest
+    ) -> PushTrainingMetricsResponse:
+        """Store metric points of the caller's tasks (spec §4.9); tasks themselves do not change."""
+        scope = scope_of(ctx, req.TiProjectId)
+        data = req.Data or []
+        if not data:
+            raise MissingParameter("Data")
+        rows: list[dict[str, Any]] = []
+        for i, m in enumerate(data):
+            points = m.Points or []
+            if len(points) > MAX_POINTS:
+                raise InvalidParameter(f"Parameter `Data.{i}.Points` holds at most {MAX_POINTS} points.")
+            for j, p in enumerate(points):
+                if not p.Name or p.Value is None:
+                    raise InvalidParameter(f"Parameter `Data.{i}.Points.{j}` needs `Name` and `Value`.")
+            num = self.store.task_num_in_scope(scope, m.TaskId or "")
+            if num is None:
+                raise InvalidParameter(f"Parameter `Data.{i}.TaskId`: no training task `{m.TaskId}`.")
+            rows.append(
+                {
+                    "task_num": num,
+                    "timestamp": m.Timestamp if m.Timestamp is not None else int(ctx.now),
+                    "uin": m.Uin or "",
+                    "epoch": m.Epoch or 0,
+                    "step": m.Step or 0,
+                    "total_steps": m.TotalSteps or 0,
+                    "points": json.dumps([{"Name": p.Name, "Value": p.Value} for p in points]),
+                }
+            )
+        self.store.add_metrics(rows)
+        return PushTrainingMetricsResponse()
+
+
+def _replace_position(query: LogQuery, position: int) -> LogQuery:
+    return LogQuery(**{**asdict(query), "position": position})
