@@ -87,11 +87,14 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point for HTTP requests."""
+        # Header bytes are read as latin-1, which is how Python clients put a str on the wire, so the
+        # text signs the same here as there. The query is UTF-8 when it can be: a raw (unescaped) UTF-8
+        # query then signs as the client computed it; anything else falls back to latin-1.
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         limit = self._body_limit(method, headers)
         body, too_big = await _read_body(receive, limit)
-        request = Request(method, scope["query_string"].decode("latin-1"), headers, body)
+        request = Request(method, _query_text(scope["query_string"]), headers, body)
         reply = self.handle(request, too_big=too_big)
         await send(
             {
@@ -103,6 +106,8 @@ class Gateway:
         await send({"type": "http.response.body", "body": reply})
 
     def _body_limit(self, method: str, headers: dict[str, str]) -> int:
+        if method == "GET":
+            return GET_MAX_QUERY  # a GET's body carries nothing, but counts towards its 32 KB (§1)
         if method != "POST":
             return 0
         if headers.get("authorization", "").startswith("TC3-HMAC-SHA256"):
@@ -119,9 +124,7 @@ class Gateway:
         language = request.headers.get("x-tc-language", "")
         try:
             if request.method not in ("GET", "POST"):
-                raise UnsupportedProtocol(
-                    f"The HTTP method `{request.method}` is not supported; use GET or POST."
-                )
+                raise UnsupportedProtocol(f"The HTTP method `{request.method}` is not supported; use GET or POST.")
             if too_big or (request.method == "GET" and len(request.raw_query) > GET_MAX_QUERY):
                 raise RequestSizeLimitExceeded("The request size exceeds the limit.")
             auth = request.headers.get("authorization")
@@ -129,9 +132,7 @@ class Gateway:
                 ctx, action, req = self._tc3(request, auth, request_id, language)
             elif auth is not None:
                 raise InvalidAuthorization("the algorithm must be `TC3-HMAC-SHA256`")
-            elif (
-                request.method == "GET" or _media_type(request.headers) == "application/x-www-form-urlencoded"
-            ):
+            elif request.method == "GET" or _media_type(request.headers) == "application/x-www-form-urlencoded":
                 params = _parse_pairs(request.raw_query if request.method == "GET" else _text(request.body))
                 language = _first(params, "Language") or language
                 ctx, action, req = self._v1(request, params, request_id, language)
@@ -188,9 +189,7 @@ class Gateway:
             return ctx, action, codec.decode_flat(action, _parse_pairs(request.raw_query))
         media = _media_type(h)
         if media != "application/json":
-            raise InvalidParameter(
-                f"The content type `{media}` is not supported for TC3-HMAC-SHA256 POST requests."
-            )
+            raise InvalidParameter(f"The content type `{media}` is not supported for TC3-HMAC-SHA256 POST requests.")
         return ctx, action, codec.decode_json(action, request.body)
 
     def _v1(
@@ -200,7 +199,7 @@ class Gateway:
             _required(_first(params, name), name)
         timestamp = _first(params, "Timestamp") or ""
         nonce = _first(params, "Nonce") or ""
-        if not nonce.isdigit():
+        if not _is_ascii_integer(nonce):  # any size (SDK: 1..2^63-1); never converted (§8 #6)
             raise InvalidParameter.type_error("Nonce")
         now = self._check_timestamp(timestamp)
         key = self._key(_first(params, "SecretId") or "")
@@ -217,7 +216,9 @@ class Gateway:
     # -- steps shared by both signature versions --------------------------------------------------
 
     def _check_timestamp(self, timestamp: str) -> float:
-        if not timestamp.isdigit():
+        # ASCII digits only (str.isdigit() also admits `²`, which int() refuses), and short enough
+        # for int(): Python refuses to convert more than 4300 digits.
+        if not _is_ascii_integer(timestamp) or len(timestamp) > 20:
             raise InvalidParameter.type_error("Timestamp")
         now = self.clock()
         if abs(now - int(timestamp)) > self.settings.timestamp_window:
@@ -229,7 +230,9 @@ class Gateway:
         return now
 
     def _key(self, secret_id: str) -> ApiKey:
-        if not secret_id.strip() or any(c.isspace() for c in secret_id):
+        # Keys are printable ASCII without spaces; anything else (a NUL from a v1 form, say, which
+        # PostgreSQL cannot even compare) is not a key and never reaches the store.
+        if not secret_id or not (secret_id.isascii() and secret_id.isprintable()) or " " in secret_id:
             raise InvalidSecretId("The SecretId is not a valid cloud API key.")
         key = self.store.get_key(secret_id)
         if key is None or key.revoked:
@@ -239,9 +242,7 @@ class Gateway:
     @staticmethod
     def _action(version: str, name: str) -> Action:
         if version != VERSION:
-            raise NoSuchVersion(
-                f"The specified api version=`{version}` does not exist in service=`{SERVICE}`."
-            )
+            raise NoSuchVersion(f"The specified api version=`{version}` does not exist in service=`{SERVICE}`.")
         action = ACTIONS.get(name)
         if action is None:
             raise InvalidAction("The request `Action` is invalid or not found.")
@@ -291,6 +292,17 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
         if not message.get("more_body", False):
             break
     return b"".join(chunks), too_big
+
+
+def _query_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _is_ascii_integer(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _media_type(headers: dict[str, str]) -> str:

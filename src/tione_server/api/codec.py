@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from tione_server.api._generated import REQUIRED, Action
-from tione_server.errors import InvalidParameter, MissingParameter, UnknownParameter
+from tione_server.errors import InvalidParameter, InvalidParameterValue, MissingParameter, UnknownParameter
 
 COMMON_PARAMETERS = frozenset(
     {
@@ -25,9 +25,10 @@ COMMON_PARAMETERS = frozenset(
 )  # fmt: skip
 """Public parameters of API 3.0: never an action's own, never `UnknownParameter`."""
 
-_PATH = re.compile(r" - at `\$(.*)`$")
-_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]+)`")
-_MISSING = re.compile(r"^Object missing required field `([^`]+)`")
+_INDEX = re.compile(r"[0-9]+")  # fullmatch, ASCII only: str.isdigit() also admits `²`
+_AT = " - at `$"
+_UNKNOWN = re.compile(r"Object contains unknown field `(.*)`", re.DOTALL)  # fullmatch: names may hold ` or \n
+_MISSING = re.compile(r"Object missing required field `(.*)`", re.DOTALL)
 _decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[Any]] = {}
 _encoder = msgspec.json.Encoder()
 
@@ -37,22 +38,39 @@ def _flat_path(msgspec_path: str) -> str:
     return re.sub(r"\[(\d+)\]", r".\1", msgspec_path).lstrip(".")
 
 
-def _raise_for(err: msgspec.ValidationError) -> None:
+def _split(err: msgspec.ValidationError) -> tuple[str, str]:
+    """(what, where): msgspec's text `<what> - at `$<path>``, the path flattened, "" at the top level.
+
+    The path is found from the end: a member name in `what` may itself contain ` - at `.
+    """
     text = str(err)
-    m = _PATH.search(text)
-    where = _flat_path(m.group(1)) if m else ""
-    head = text[: m.start()] if m else text
-    if um := _UNKNOWN.match(head):
-        raise UnknownParameter(f"{where}.{um.group(1)}".lstrip("."))
-    if mm := _MISSING.match(head):
-        raise MissingParameter(f"{where}.{mm.group(1)}".lstrip("."))
+    at = text.rfind(_AT)
+    if at < 0 or not text.endswith("`"):
+        return text, ""
+    return text[:at], _flat_path(text[at + len(_AT) : -1])
+
+
+def _raise_for(err: msgspec.ValidationError) -> None:
+    head, where = _split(err)
+    if um := _UNKNOWN.fullmatch(head):
+        raise UnknownParameter(f"{where}.{um.group(1)}" if where else um.group(1))
+    if mm := _MISSING.fullmatch(head):
+        raise MissingParameter(f"{where}.{mm.group(1)}" if where else mm.group(1))
     if not where:
         raise InvalidParameter("The request body is not a valid JSON object.")
     raise InvalidParameter.type_error(where)
 
 
 def _check_required(obj: Any, path: str) -> None:
-    """MissingParameter for the first required member left unset, walking nested objects and lists."""
+    """MissingParameter for the first required member left unset, walking nested objects and lists.
+
+    A string holding U+0000 is InvalidParameterValue: no parameter means one, and PostgreSQL cannot
+    store or even compare such text, so it must not get past the decoder.
+    """
+    if isinstance(obj, str):
+        if "\x00" in obj:
+            raise InvalidParameterValue.for_param(path)
+        return
     if isinstance(obj, list):
         for i, item in enumerate(obj):
             _check_required(item, f"{path}.{i}" if path else str(i))
@@ -64,7 +82,7 @@ def _check_required(obj: Any, path: str) -> None:
             raise MissingParameter(f"{path}.{name}" if path else name)
     for name in obj.__struct_fields__:
         value = getattr(obj, name)
-        if isinstance(value, msgspec.Struct | list):
+        if isinstance(value, msgspec.Struct | list | str):
             _check_required(value, f"{path}.{name}" if path else name)
 
 
@@ -84,18 +102,24 @@ def decode_json(action: Action, body: bytes) -> msgspec.Struct:
     try:
         req: msgspec.Struct = _decoder(action.request).decode(body or b"{}")
     except msgspec.ValidationError as err:
-        m = _UNKNOWN.match(str(err))
-        if not (m and m.group(1) in COMMON_PARAMETERS and " - at `" not in str(err)):
+        head, where = _split(err)
+        m = _UNKNOWN.fullmatch(head)
+        if not (m and m.group(1) in COMMON_PARAMETERS and not where):
             _raise_for(err)
         req = _decode_without_common(action, body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec lets invalid UTF-8 in strings through as the latter
         raise InvalidParameter("The request body is not a valid JSON object.") from None
     _check_required(req, "")
     return req
 
 
 def _decode_without_common(action: Action, body: bytes) -> msgspec.Struct:
-    raw = msgspec.json.decode(body)
+    # The typed pass stops at the first unknown member, before it has read the rest of the body,
+    # so the body may still turn out not to be JSON at all.
+    try:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidParameter("The request body is not a valid JSON object.") from None
     try:
         return msgspec.convert(
             {k: v for k, v in raw.items() if k not in COMMON_PARAMETERS}, action.request, strict=True
@@ -130,9 +154,15 @@ def unflatten(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 def _lists(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
-    if node and all(k.isdigit() for k in node):
-        return [_lists(node[k]) for k in sorted(node, key=int)]
+    if node and all(_INDEX.fullmatch(k) for k in node):
+        return [_lists(node[k]) for k in sorted(node, key=_index_order)]
     return {k: _lists(v) for k, v in node.items()}
+
+
+def _index_order(index: str) -> tuple[int, str]:
+    """Numeric order of an index of any length, without int() (which refuses over 4300 digits)."""
+    digits = index.lstrip("0")
+    return len(digits), digits
 
 
 def decode_flat(action: Action, pairs: Iterable[tuple[str, str]]) -> msgspec.Struct:
@@ -154,6 +184,4 @@ def encode_response(resp: msgspec.Struct, request_id: str) -> bytes:
 
 def encode_error(code: str, message: str, request_id: str) -> bytes:
     """The API 3.0 error envelope."""
-    return _encoder.encode(
-        {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
-    )
+    return _encoder.encode({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}})
