@@ -88,13 +88,12 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point for HTTP requests."""
         # Header bytes are read as latin-1, which is how Python clients put a str on the wire, so the
-        # text signs the same here as there. The query is UTF-8 when it can be: a raw (unescaped) UTF-8
-        # query then signs as the client computed it; anything else falls back to latin-1.
+        # text signs the same here as there. The query is ASCII: the HTTP server refuses raw bytes in it.
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         limit = self._body_limit(method, headers)
         body, too_big = await _read_body(receive, limit)
-        request = Request(method, _query_text(scope["query_string"]), headers, body)
+        request = Request(method, scope["query_string"].decode("latin-1"), headers, body)
         reply = self.handle(request, too_big=too_big)
         await send(
             {
@@ -292,13 +291,6 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
         if not message.get("more_body", False):
             break
     return b"".join(chunks), too_big
-
-
-def _query_text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _is_ascii_integer(text: str) -> bool:
