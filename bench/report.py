@@ -126,7 +126,7 @@ def _other_rows(b: BackendResult, sizes: list[int]) -> list[list[str]]:
     for t in b.throughput:
         cells = [f"{t.real.rps:,.0f}" if size == t.size else "" for size in sizes]
         share = t.real.rps / t.floor.rps if t.floor.rps else 0.0
-        notes = f"{share:.0%} of floor {t.floor.rps:,.0f}"
+        notes = f"{share:.1%} of floor {t.floor.rps:,.0f}"
         if t.real.errors or t.floor.errors:
             notes += f", errors {t.real.errors}/{t.floor.errors}"
         busiest = max(t.real.cpu_share, t.floor.cpu_share)
@@ -137,7 +137,10 @@ def _other_rows(b: BackendResult, sizes: list[int]) -> list[list[str]]:
         rows.append([b.backend, label, *cells, notes, verdict])
 
     imports = [by_size[s] for s in sizes if s in by_size]
-    cells = [f"{by_size[s].import_seconds:,.1f}" if s in by_size else "—" for s in sizes]
+    cells = [
+        f"{by_size[s].import_seconds:,.1f}{'*' if by_size[s].import_cached else ''}" if s in by_size else "—"
+        for s in sizes
+    ]
     largest = imports[-1]
     estimate = largest.import_seconds * IMPORT_TARGET_SIZE / largest.size
     if largest.size == IMPORT_TARGET_SIZE:
@@ -164,7 +167,9 @@ def render(result: RunResult) -> str:
         "Latencies in ms as p50 / p99. *server*: the action called in-process (validation, SQL, rendering); "
         "*e2e*: a signed HTTP request to `tione-server serve` over one keep-alive connection. Ratio: p50 at "
         f"{largest} over p50 at {labels[0]} (target ≤2×); for 2-character fuzzy and Offset=10000, p50 over the "
-        f"default shape's p50 at {largest} (target ≤20×). Targets are stated at 1M tasks.",
+        f"default shape's p50 at {largest} (target ≤20×). Targets are stated at 1M tasks. Import: seconds of "
+        "`import_file` for the measured account's tasks; * = measured when the cached database was built "
+        "(`--rebuild` imports again).",
         "",
         f"| Backend | Measure | {' | '.join(labels)} | Ratio | Target |",
         f"|---|---|{'---:|' * len(labels)}---:|---|",
