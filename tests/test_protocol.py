@@ -607,7 +607,7 @@ def test_describe_training_tasks_rate_limit_v1_and_sdk(tmp_path: Path) -> None:
 
 
 def test_describe_training_tasks_rate_limit_defaults_to_20(tmp_path: Path) -> None:
-    """Without --rate-limit a burst of 60 sees 20 per second pass and the rest throttled."""
+    """Without --rate-limit a burst of 100 sees 20 per second pass and the rest throttled."""
     url = f"sqlite:///{tmp_path / 'tione.db'}"
     key = create_key(url, "100000000003")
     other = create_key(url, "100000000004")
@@ -622,12 +622,12 @@ def test_describe_training_tasks_rate_limit_defaults_to_20(tmp_path: Path) -> No
         wait_for_port(port, process, log_path)
         host = server.endpoint
         with RawClient(port) as raw:
-            burst = [tc3_request(_creds(key), host, {"Limit": 1}) for _ in range(60)]
+            burst = [tc3_request(_creds(key), host, {"Limit": 1}) for _ in range(100)]
             codes = _burst(raw, burst)
             assert set(codes) <= {None, "RequestLimitExceeded"}, codes
             passed = codes.count(None)
-            # At least one full second's worth passes; more than three seconds' worth never does.
-            assert 20 <= passed < 60, codes
+            # At least one full second's worth passes; all 100 only if the burst spread over 5 seconds.
+            assert 20 <= passed < 100, codes
             assert _burst(raw, [tc3_request(_creds(other), host, {"Limit": 1}) for _ in range(20)]) == [None] * 20
     finally:
         server.stop()
