@@ -33,9 +33,15 @@ def snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def annotation(member: dict[str, Any]) -> str:
-    """The Python type of one spec member (never None itself: every field is optional on the wire)."""
+def annotation(member: dict[str, Any], field_names: set[str]) -> str:
+    """The Python type of one spec member (never None itself: every field is optional on the wire).
+
+    A type named like any member of the same object (`VolumeMount: VolumeMount`) is referred to through a
+    module-level alias, since inside the class body the name is the field.
+    """
     inner: str = SCALARS.get(member["member"], member["member"])
+    if inner in field_names:
+        inner = f"_{inner}"
     if member["type"] == "list":
         return f"list[{inner}]"
     return inner
@@ -70,15 +76,27 @@ def render(spec: dict[str, Any]) -> str:
     required: list[str] = []
     for name in sorted(objects):
         members = objects[name]["members"]
+        names = {m["name"] for m in members}
         out += ["", f"class {name}(Struct, forbid_unknown_fields=True, omit_defaults=True):"]
         if not members:
             out.append("    pass")
         for m in members:
-            out.append(f"    {m['name']}: {annotation(m)} | None = None")
+            out.append(f"    {m['name']}: {annotation(m, names)} | None = None")
         req = [m["name"] for m in members if m.get("required") is True]
         if req:
             required.append(f"    {name}: ({', '.join(repr(r) for r in req)},),")
         out.append("")
+    aliases = sorted(
+        {
+            m["member"]
+            for o in objects.values()
+            for m in o["members"]
+            if m["member"] in objects and m["member"] in {x["name"] for x in o["members"]}
+        }
+    )
+    if aliases:
+        out += ["", "# Aliases for members named like their own type (see annotation() in scripts/gen_api.py)."]
+        out += [f"_{name} = {name}" for name in aliases]
     out += [
         "",
         "REQUIRED: dict[type[Struct], tuple[str, ...]] = {",

@@ -114,12 +114,12 @@ class ChatCompletionResponse(Struct, forbid_unknown_fields=True, omit_defaults=T
     Model: str | None = None
     Choices: list[Choice] | None = None
     Id: str | None = None
-    Usage: Usage | None = None
+    Usage: _Usage | None = None
     RequestId: str | None = None
 
 
 class Choice(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    Message: Message | None = None
+    Message: _Message | None = None
     FinishReason: str | None = None
     Index: Int64 | None = None
 
@@ -180,7 +180,7 @@ class CreateDatasetRequest(Struct, forbid_unknown_fields=True, omit_defaults=Tru
     ContentType: str | None = None
     DatasetScene: str | None = None
     SceneTags: list[str] | None = None
-    CFSConfig: CFSConfig | None = None
+    CFSConfig: _CFSConfig | None = None
 
 
 class CreateDatasetResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -225,16 +225,16 @@ class CreateModelServiceRequest(Struct, forbid_unknown_fields=True, omit_default
     ServiceDescription: str | None = None
     ChargeType: str | None = None
     ResourceGroupId: str | None = None
-    ModelInfo: ModelInfo | None = None
-    ImageInfo: ImageInfo | None = None
+    ModelInfo: _ModelInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     Env: list[EnvVar] | None = None
     Resources: ResourceInfo | None = None
     InstanceType: str | None = None
     ScaleMode: str | None = None
     Replicas: Int64 | None = None
-    HorizontalPodAutoscaler: HorizontalPodAutoscaler | None = None
+    HorizontalPodAutoscaler: _HorizontalPodAutoscaler | None = None
     LogEnable: bool | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     AuthorizationEnable: bool | None = None
     Tags: list[Tag] | None = None
     NewVersion: bool | None = None
@@ -243,14 +243,14 @@ class CreateModelServiceRequest(Struct, forbid_unknown_fields=True, omit_default
     HybridBillingPrepaidReplicas: Int64 | None = None
     CreateSource: str | None = None
     ModelHotUpdateEnable: bool | None = None
-    ScheduledAction: ScheduledAction | None = None
-    VolumeMount: VolumeMount | None = None
-    ServiceLimit: ServiceLimit | None = None
+    ScheduledAction: _ScheduledAction | None = None
+    VolumeMount: _VolumeMount | None = None
+    ServiceLimit: _ServiceLimit | None = None
     CallbackUrl: str | None = None
     ModelTurboEnable: bool | None = None
     ServiceCategory: str | None = None
     Command: str | None = None
-    ServiceEIP: ServiceEIP | None = None
+    ServiceEIP: _ServiceEIP | None = None
     CommandBase64: str | None = None
     ServicePort: Int64 | None = None
     DeployType: str | None = None
@@ -258,20 +258,20 @@ class CreateModelServiceRequest(Struct, forbid_unknown_fields=True, omit_default
     TerminationGracePeriodSeconds: Int64 | None = None
     PreStopCommand: list[str] | None = None
     GrpcEnable: bool | None = None
-    HealthProbe: HealthProbe | None = None
-    RollingUpdate: RollingUpdate | None = None
+    HealthProbe: _HealthProbe | None = None
+    RollingUpdate: _RollingUpdate | None = None
     Sidecar: SidecarSpec | None = None
-    VolumeMounts: list[VolumeMount] | None = None
+    VolumeMounts: list[_VolumeMount] | None = None
     SchedulingStrategy: str | None = None
-    GatewayLogConfig: LogConfig | None = None
-    GatewayConfig: GatewayConfig | None = None
-    ResourceSupplyAttribute: ResourceSupplyAttribute | None = None
+    GatewayLogConfig: _LogConfig | None = None
+    GatewayConfig: _GatewayConfig | None = None
+    ResourceSupplyAttribute: _ResourceSupplyAttribute | None = None
     InferTemplateId: str | None = None
     Priority: Int64 | None = None
 
 
 class CreateModelServiceResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    Service: Service | None = None
+    Service: _Service | None = None
     RequestId: str | None = None
 
 
@@ -287,7 +287,7 @@ class CreateMountLimitResponse(Struct, forbid_unknown_fields=True, omit_defaults
 
 
 class CreateNotebookImageRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     NotebookId: str | None = None
     TiProjectId: str | None = None
     Kernels: list[str] | None = None
@@ -301,7 +301,7 @@ class CreateNotebookImageResponse(Struct, forbid_unknown_fields=True, omit_defau
 class CreateNotebookRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
     Name: str | None = None
     ChargeType: str | None = None
-    ResourceConf: ResourceConf | None = None
+    ResourceConf: _ResourceConf | None = None
     LogEnable: bool | None = None
     RootAccess: bool | None = None
     AutoStopping: bool | None = None
@@ -313,16 +313,16 @@ class CreateNotebookRequest(Struct, forbid_unknown_fields=True, omit_defaults=Tr
     VolumeSourceType: str | None = None
     VolumeSizeInGB: UInt | None = None
     VolumeSourceCFS: CFSConfig | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     LifecycleScriptId: str | None = None
     DefaultCodeRepoId: str | None = None
     AdditionalCodeRepoIds: list[str] | None = None
     AutomaticStopTime: UInt | None = None
     Tags: list[Tag] | None = None
     DataConfigs: list[DataConfig] | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     ImageType: str | None = None
-    SSHConfig: SSHConfig | None = None
+    SSHConfig: _SSHConfig | None = None
     VolumeSourceGooseFS: GooseFS | None = None
     Description: str | None = None
 
@@ -388,26 +388,26 @@ class CreateTrainingTaskRequest(Struct, forbid_unknown_fields=True, omit_default
     FrameworkEnvironment: str | None = None
     ResourceGroupId: str | None = None
     Tags: list[Tag] | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     CodePackagePath: CosPathInfo | None = None
-    StartCmdInfo: StartCmdInfo | None = None
+    StartCmdInfo: _StartCmdInfo | None = None
     TrainingMode: str | None = None
     DataConfigs: list[DataConfig] | None = None
     VpcId: str | None = None
     SubnetId: str | None = None
     Output: CosPathInfo | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     TuningParameters: str | None = None
     LogEnable: bool | None = None
     Remark: str | None = None
     DataSource: str | None = None
     CallbackUrl: str | None = None
-    EncodedStartCmdInfo: EncodedStartCmdInfo | None = None
+    EncodedStartCmdInfo: _EncodedStartCmdInfo | None = None
     CodeRepos: list[CodeRepoConfig] | None = None
-    ExposeNetworkConfig: ExposeNetworkConfig | None = None
+    ExposeNetworkConfig: _ExposeNetworkConfig | None = None
     Envs: list[EnvVar] | None = None
-    TrainToolConfig: TrainToolConfig | None = None
-    ResourceSupplyAttribute: ResourceSupplyAttribute | None = None
+    TrainToolConfig: _TrainToolConfig | None = None
+    ResourceSupplyAttribute: _ResourceSupplyAttribute | None = None
     Queues: list[str] | None = None
 
 
@@ -501,7 +501,7 @@ class DatasetGroup(Struct, forbid_unknown_fields=True, omit_defaults=True):
     AnnotationKeyStatus: str | None = None
     ContentType: str | None = None
     DatasetScene: str | None = None
-    CFSConfig: CFSConfig | None = None
+    CFSConfig: _CFSConfig | None = None
     SceneTags: list[str] | None = None
     NumAnnotated: UInt | None = None
     AnnotationSpecification: str | None = None
@@ -537,7 +537,7 @@ class DatasetInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     AnnotationKeyStatus: str | None = None
     ContentType: str | None = None
     DatasetScene: str | None = None
-    CFSConfig: CFSConfig | None = None
+    CFSConfig: _CFSConfig | None = None
     SceneTags: list[str] | None = None
     NumAnnotated: UInt | None = None
     AnnotationSpecification: str | None = None
@@ -768,7 +768,7 @@ class DescribeDataSourceRequest(Struct, forbid_unknown_fields=True, omit_default
 
 
 class DescribeDataSourceResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    DataSourceInfo: DataSourceInfo | None = None
+    DataSourceInfo: _DataSourceInfo | None = None
     RequestId: str | None = None
 
 
@@ -880,7 +880,7 @@ class DescribeModelAccelerateTaskRequest(Struct, forbid_unknown_fields=True, omi
 
 
 class DescribeModelAccelerateTaskResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ModelAccelerateTask: ModelAccelerateTask | None = None
+    ModelAccelerateTask: _ModelAccelerateTask | None = None
     ModelAccRuntimeInSecond: UInt | None = None
     ModelAccStartTime: str | None = None
     ModelAccEndTime: str | None = None
@@ -910,12 +910,12 @@ class DescribeModelServiceCallInfoRequest(Struct, forbid_unknown_fields=True, om
 
 
 class DescribeModelServiceCallInfoResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ServiceCallInfo: ServiceCallInfo | None = None
-    InferGatewayCallInfo: InferGatewayCallInfo | None = None
-    DefaultNginxGatewayCallInfo: DefaultNginxGatewayCallInfo | None = None
-    TJCallInfo: TJCallInfo | None = None
-    IntranetCallInfo: IntranetCallInfo | None = None
-    ServiceCallInfoV2: ServiceCallInfoV2 | None = None
+    ServiceCallInfo: _ServiceCallInfo | None = None
+    InferGatewayCallInfo: _InferGatewayCallInfo | None = None
+    DefaultNginxGatewayCallInfo: _DefaultNginxGatewayCallInfo | None = None
+    TJCallInfo: _TJCallInfo | None = None
+    IntranetCallInfo: _IntranetCallInfo | None = None
+    ServiceCallInfoV2: _ServiceCallInfoV2 | None = None
     RequestId: str | None = None
 
 
@@ -926,7 +926,7 @@ class DescribeModelServiceGroupRequest(Struct, forbid_unknown_fields=True, omit_
 
 
 class DescribeModelServiceGroupResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ServiceGroup: ServiceGroup | None = None
+    ServiceGroup: _ServiceGroup | None = None
     RequestId: str | None = None
 
 
@@ -949,9 +949,9 @@ class DescribeModelServiceGroupsResponse(Struct, forbid_unknown_fields=True, omi
 
 
 class DescribeModelServiceHotUpdatedRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ImageInfo: ImageInfo | None = None
-    ModelInfo: ModelInfo | None = None
-    VolumeMount: VolumeMount | None = None
+    ImageInfo: _ImageInfo | None = None
+    ModelInfo: _ModelInfo | None = None
+    VolumeMount: _VolumeMount | None = None
 
 
 class DescribeModelServiceHotUpdatedResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -966,7 +966,7 @@ class DescribeModelServiceRequest(Struct, forbid_unknown_fields=True, omit_defau
 
 
 class DescribeModelServiceResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    Service: Service | None = None
+    Service: _Service | None = None
     RequestId: str | None = None
 
 
@@ -1015,7 +1015,7 @@ class DescribeNotebookRequest(Struct, forbid_unknown_fields=True, omit_defaults=
 
 
 class DescribeNotebookResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    NotebookDetail: NotebookDetail | None = None
+    NotebookDetail: _NotebookDetail | None = None
     RequestId: str | None = None
 
 
@@ -1141,7 +1141,7 @@ class DescribeTrainingTaskRequest(Struct, forbid_unknown_fields=True, omit_defau
 
 
 class DescribeTrainingTaskResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    TrainingTaskDetail: TrainingTaskDetail | None = None
+    TrainingTaskDetail: _TrainingTaskDetail | None = None
     RequestId: str | None = None
 
 
@@ -1178,19 +1178,19 @@ class DescribeWorkspacesResponse(Struct, forbid_unknown_fields=True, omit_defaul
 
 class DeviceImageInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     DeviceType: str | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
 
 
 class DeviceMaterialInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     DeviceType: str | None = None
-    MaterialInfo: MaterialInfo | None = None
+    MaterialInfo: _MaterialInfo | None = None
 
 
 class EnableTrainingTaskClsConfigRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
     TaskId: str | None = None
     LogEnable: bool | None = None
     TiProjectId: str | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
 
 
 class EnableTrainingTaskClsConfigResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1223,8 +1223,8 @@ class ExecAction(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class ExposeNetworkConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    SSHConfig: SSHConfig | None = None
-    ExposePortConfig: ExposePortConfig | None = None
+    SSHConfig: _SSHConfig | None = None
+    ExposePortConfig: _ExposePortConfig | None = None
 
 
 class ExposePortConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1326,7 +1326,7 @@ class ImageInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     AllowSaveAllContent: bool | None = None
     ImageName: str | None = None
     SupportDataPipeline: bool | None = None
-    ImageSecret: ImageSecret | None = None
+    ImageSecret: _ImageSecret | None = None
 
 
 class ImageSecret(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1341,7 +1341,7 @@ class ImageUrl(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class InferCodeInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    CosPathInfo: CosPathInfo | None = None
+    CosPathInfo: _CosPathInfo | None = None
 
 
 class InferGatewayCallInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1393,13 +1393,13 @@ class Instance(Struct, forbid_unknown_fields=True, omit_defaults=True):
     CvmInstanceType: str | None = None
     AutoRenew: bool | None = None
     Isolated: bool | None = None
-    RepairTaskInfo: RepairTaskInfo | None = None
+    RepairTaskInfo: _RepairTaskInfo | None = None
     ZoneName: str | None = None
 
 
 class IntranetCallInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    IngressPrivateLinkInfo: IngressPrivateLinkInfo | None = None
-    ServiceEIPInfo: list[ServiceEIPInfo] | None = None
+    IngressPrivateLinkInfo: _IngressPrivateLinkInfo | None = None
+    ServiceEIPInfo: list[_ServiceEIPInfo] | None = None
     DefaultInnerCallInfos: list[DefaultInnerCallInfo] | None = None
     PrivateLinkInfos: list[PrivateLinkInfo] | None = None
     PrivateLinkInfosV2: list[PrivateLinkInfo] | None = None
@@ -1431,7 +1431,7 @@ class LogIdentity(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class MaterialInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     StorageType: str | None = None
-    CosPathInfo: CosPathInfo | None = None
+    CosPathInfo: _CosPathInfo | None = None
     MaterialName: str | None = None
     MaterialType: str | None = None
     MountPath: str | None = None
@@ -1476,7 +1476,7 @@ class ModelAccelerateTask(Struct, forbid_unknown_fields=True, omit_defaults=True
     TaskProgress: UInt | None = None
     ModelFormat: str | None = None
     TensorInfos: list[str] | None = None
-    HyperParameter: HyperParameter | None = None
+    HyperParameter: _HyperParameter | None = None
     AccEngineVersion: str | None = None
     Tags: list[Tag] | None = None
     IsSaved: bool | None = None
@@ -1495,15 +1495,15 @@ class ModelAccelerateVersion(Struct, forbid_unknown_fields=True, omit_defaults=T
     ModelJobName: str | None = None
     ModelVersion: str | None = None
     SpeedUp: str | None = None
-    ModelSource: ModelSource | None = None
-    CosPathInfo: CosPathInfo | None = None
+    ModelSource: _ModelSource | None = None
+    CosPathInfo: _CosPathInfo | None = None
     CreateTime: str | None = None
     ModelFormat: str | None = None
     Status: str | None = None
     Progress: UInt | None = None
     ErrorMsg: str | None = None
     GPUType: str | None = None
-    ModelCosPath: CosPathInfo | None = None
+    ModelCosPath: _CosPathInfo | None = None
 
 
 class ModelInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1512,8 +1512,8 @@ class ModelInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     ModelName: str | None = None
     ModelVersion: str | None = None
     ModelSource: str | None = None
-    CosPathInfo: CosPathInfo | None = None
-    GooseFSx: GooseFSx | None = None
+    CosPathInfo: _CosPathInfo | None = None
+    GooseFSx: _GooseFSx | None = None
     AlgorithmFramework: str | None = None
     ModelType: str | None = None
     ModelFormat: str | None = None
@@ -1545,7 +1545,7 @@ class ModifyModelServiceAuthTokenRequest(Struct, forbid_unknown_fields=True, omi
     ServiceGroupId: str | None = None
     TiProjectId: str | None = None
     NeedReset: bool | None = None
-    AuthToken: AuthToken | None = None
+    AuthToken: _AuthToken | None = None
 
 
 class ModifyModelServiceAuthTokenResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1565,39 +1565,39 @@ class ModifyModelServiceAuthorizationResponse(Struct, forbid_unknown_fields=True
 class ModifyModelServiceRequest(Struct, forbid_unknown_fields=True, omit_defaults=True):
     ServiceId: str | None = None
     TiProjectId: str | None = None
-    ModelInfo: ModelInfo | None = None
-    ImageInfo: ImageInfo | None = None
+    ModelInfo: _ModelInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     Env: list[EnvVar] | None = None
     Resources: ResourceInfo | None = None
     InstanceType: str | None = None
     ScaleMode: str | None = None
     Replicas: Int64 | None = None
-    HorizontalPodAutoscaler: HorizontalPodAutoscaler | None = None
+    HorizontalPodAutoscaler: _HorizontalPodAutoscaler | None = None
     LogEnable: bool | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     ServiceAction: str | None = None
     ServiceDescription: str | None = None
     ScaleStrategy: str | None = None
     CronScaleJobs: list[CronScaleJob] | None = None
     HybridBillingPrepaidReplicas: Int64 | None = None
     ModelHotUpdateEnable: bool | None = None
-    ScheduledAction: ScheduledAction | None = None
-    ServiceLimit: ServiceLimit | None = None
-    VolumeMount: VolumeMount | None = None
+    ScheduledAction: _ScheduledAction | None = None
+    ServiceLimit: _ServiceLimit | None = None
+    VolumeMount: _VolumeMount | None = None
     ModelTurboEnable: bool | None = None
     Command: str | None = None
-    ServiceEIP: ServiceEIP | None = None
+    ServiceEIP: _ServiceEIP | None = None
     CommandBase64: str | None = None
     ServicePort: Int64 | None = None
     InstancePerReplicas: Int64 | None = None
     TerminationGracePeriodSeconds: Int64 | None = None
     PreStopCommand: list[str] | None = None
     GrpcEnable: bool | None = None
-    HealthProbe: HealthProbe | None = None
-    RollingUpdate: RollingUpdate | None = None
+    HealthProbe: _HealthProbe | None = None
+    RollingUpdate: _RollingUpdate | None = None
     Sidecar: SidecarSpec | None = None
     ResourceGroupId: str | None = None
-    VolumeMounts: list[VolumeMount] | None = None
+    VolumeMounts: list[_VolumeMount] | None = None
     SchedulingStrategy: str | None = None
     TargetProjectId: Int64 | None = None
     InferTemplateId: str | None = None
@@ -1605,7 +1605,7 @@ class ModifyModelServiceRequest(Struct, forbid_unknown_fields=True, omit_default
 
 
 class ModifyModelServiceResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    Service: Service | None = None
+    Service: _Service | None = None
     RequestId: str | None = None
 
 
@@ -1613,7 +1613,7 @@ class ModifyNotebookRequest(Struct, forbid_unknown_fields=True, omit_defaults=Tr
     Id: str | None = None
     Name: str | None = None
     ChargeType: str | None = None
-    ResourceConf: ResourceConf | None = None
+    ResourceConf: _ResourceConf | None = None
     AutoStopping: bool | None = None
     DirectInternetAccess: bool | None = None
     RootAccess: bool | None = None
@@ -1625,16 +1625,16 @@ class ModifyNotebookRequest(Struct, forbid_unknown_fields=True, omit_defaults=Tr
     VolumeSizeInGB: UInt | None = None
     VolumeSourceType: str | None = None
     VolumeSourceCFS: CFSConfig | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     LifecycleScriptId: str | None = None
     DefaultCodeRepoId: str | None = None
     AdditionalCodeRepoIds: list[str] | None = None
     AutomaticStopTime: Int64 | None = None
     Tags: list[Tag] | None = None
     DataConfigs: list[DataConfig] | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     ImageType: str | None = None
-    SSHConfig: SSHConfig | None = None
+    SSHConfig: _SSHConfig | None = None
     Envs: list[EnvVar] | None = None
     Description: str | None = None
 
@@ -1660,7 +1660,7 @@ class ModifyServiceGroupWeightsRequest(Struct, forbid_unknown_fields=True, omit_
 
 
 class ModifyServiceGroupWeightsResponse(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ServiceGroup: ServiceGroup | None = None
+    ServiceGroup: _ServiceGroup | None = None
     RequestId: str | None = None
 
 
@@ -1691,7 +1691,7 @@ class MountLimitInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
 class MultiModalContent(Struct, forbid_unknown_fields=True, omit_defaults=True):
     Type: str | None = None
     Text: str | None = None
-    ImageUrl: ImageUrl | None = None
+    ImageUrl: _ImageUrl | None = None
 
 
 class NotebookDetail(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1706,11 +1706,11 @@ class NotebookDetail(Struct, forbid_unknown_fields=True, omit_defaults=True):
     AutoStopping: bool | None = None
     AdditionalCodeRepoIds: list[str] | None = None
     AutomaticStopTime: Int64 | None = None
-    ResourceConf: ResourceConf | None = None
+    ResourceConf: _ResourceConf | None = None
     DefaultCodeRepoId: str | None = None
     EndTime: str | None = None
     LogEnable: bool | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     VpcId: str | None = None
     SubnetId: str | None = None
     Status: str | None = None
@@ -1730,9 +1730,9 @@ class NotebookDetail(Struct, forbid_unknown_fields=True, omit_defaults=True):
     DataConfigs: list[DataConfig] | None = None
     Message: str | None = None
     DataSource: str | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     ImageType: str | None = None
-    SSHConfig: SSHConfig | None = None
+    SSHConfig: _SSHConfig | None = None
     VolumeSourceGooseFS: GooseFS | None = None
     SubUin: str | None = None
     ResourceGroupInstanceId: str | None = None
@@ -1747,7 +1747,7 @@ class NotebookSetItem(Struct, forbid_unknown_fields=True, omit_defaults=True):
     Id: str | None = None
     Name: str | None = None
     ChargeType: str | None = None
-    ResourceConf: ResourceConf | None = None
+    ResourceConf: _ResourceConf | None = None
     ResourceGroupId: str | None = None
     VolumeSizeInGB: UInt | None = None
     BillingInfos: list[str] | None = None
@@ -1769,12 +1769,12 @@ class NotebookSetItem(Struct, forbid_unknown_fields=True, omit_defaults=True):
     VolumeSourceCFS: CFSConfig | None = None
     Message: str | None = None
     UserTypes: list[str] | None = None
-    SSHConfig: SSHConfig | None = None
+    SSHConfig: _SSHConfig | None = None
     VolumeSourceGooseFS: GooseFS | None = None
     SubUin: str | None = None
     SubUinName: str | None = None
     AppId: str | None = None
-    ExposePortConfig: ExposePortConfig | None = None
+    ExposePortConfig: _ExposePortConfig | None = None
     Description: str | None = None
     LatestOperatorInfo: OperatorInfo | None = None
 
@@ -1822,7 +1822,7 @@ class Pod(Struct, forbid_unknown_fields=True, omit_defaults=True):
     CreateTime: str | None = None
     Containers: Container | None = None
     ContainerInfos: list[Container] | None = None
-    CrossTenantENIInfo: CrossTenantENIInfo | None = None
+    CrossTenantENIInfo: _CrossTenantENIInfo | None = None
     Status: str | None = None
     StartScheduleTime: str | None = None
     Message: str | None = None
@@ -1830,7 +1830,7 @@ class Pod(Struct, forbid_unknown_fields=True, omit_defaults=True):
     NodeId: str | None = None
     ResourceGroupId: str | None = None
     ResourceGroupName: str | None = None
-    ResourceInfo: ResourceInfo | None = None
+    ResourceInfo: _ResourceInfo | None = None
 
 
 class PodInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -1839,7 +1839,7 @@ class PodInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     Status: str | None = None
     StartTime: str | None = None
     EndTime: str | None = None
-    ResourceConfigInfo: ResourceConfigInfo | None = None
+    ResourceConfigInfo: _ResourceConfigInfo | None = None
     SubUin: str | None = None
 
 
@@ -1889,7 +1889,7 @@ class PrivateLinkInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class Probe(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ProbeAction: ProbeAction | None = None
+    ProbeAction: _ProbeAction | None = None
     InitialDelaySeconds: Int64 | None = None
     PeriodSeconds: Int64 | None = None
     TimeoutSeconds: Int64 | None = None
@@ -1977,7 +1977,7 @@ class ResourceConfigInfo(Struct, forbid_unknown_fields=True, omit_defaults=True)
     InstanceType: str | None = None
     InstanceNum: UInt | None = None
     InstanceTypeAlias: str | None = None
-    RDMAConfig: RDMAConfig | None = None
+    RDMAConfig: _RDMAConfig | None = None
 
 
 class ResourceGroup(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -2051,7 +2051,7 @@ class SSHConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
     Port: Int64 | None = None
     LoginCommand: str | None = None
     IsAddressChanged: bool | None = None
-    PodSSHInfo: PodSSHInfo | None = None
+    PodSSHInfo: _PodSSHInfo | None = None
 
 
 class ScheduledAction(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -2073,7 +2073,7 @@ class Service(Struct, forbid_unknown_fields=True, omit_defaults=True):
     ServiceId: str | None = None
     ServiceGroupName: str | None = None
     ServiceDescription: str | None = None
-    ServiceInfo: ServiceInfo | None = None
+    ServiceInfo: _ServiceInfo | None = None
     ClusterId: str | None = None
     Region: str | None = None
     Namespace: str | None = None
@@ -2089,8 +2089,8 @@ class Service(Struct, forbid_unknown_fields=True, omit_defaults=True):
     SubUin: str | None = None
     AppId: Int64 | None = None
     BusinessStatus: str | None = None
-    ServiceLimit: ServiceLimit | None = None
-    ScheduledAction: ScheduledAction | None = None
+    ServiceLimit: _ServiceLimit | None = None
+    ScheduledAction: _ScheduledAction | None = None
     CreateFailedReason: str | None = None
     Status: str | None = None
     BillingInfo: str | None = None
@@ -2104,12 +2104,12 @@ class Service(Struct, forbid_unknown_fields=True, omit_defaults=True):
     InstancePerReplicas: str | None = None
     MonitorSource: str | None = None
     SubUinName: str | None = None
-    SchedulingPolicy: SchedulingPolicy | None = None
+    SchedulingPolicy: _SchedulingPolicy | None = None
     ExternalResourceGroups: list[ResourceGroupInfo] | None = None
     ProjectId: str | None = None
     Changer: str | None = None
     ChangerName: str | None = None
-    ResourceSupplyAttribute: ResourceSupplyAttribute | None = None
+    ResourceSupplyAttribute: _ResourceSupplyAttribute | None = None
 
 
 class ServiceCallInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -2128,10 +2128,10 @@ class ServiceCallInfoV2(Struct, forbid_unknown_fields=True, omit_defaults=True):
     InternetEndpoint: str | None = None
     AuthorizationEnable: bool | None = None
     AuthToken: str | None = None
-    AuthTokens: list[AuthToken] | None = None
+    AuthTokens: list[_AuthToken] | None = None
     EnableLimit: bool | None = None
     GrpcHost: str | None = None
-    GatewayConfig: GatewayConfig | None = None
+    GatewayConfig: _GatewayConfig | None = None
 
 
 class ServiceEIP(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -2172,23 +2172,23 @@ class ServiceGroup(Struct, forbid_unknown_fields=True, omit_defaults=True):
     MonitorSource: str | None = None
     SubUinName: str | None = None
     GatewayLogConfig: LogConfig | None = None
-    GatewayConfig: GatewayConfig | None = None
+    GatewayConfig: _GatewayConfig | None = None
     Changer: str | None = None
     ChangerName: str | None = None
-    SmartRouter: SmartRouter | None = None
+    SmartRouter: _SmartRouter | None = None
 
 
 class ServiceInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     Replicas: Int64 | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     Env: list[EnvVar] | None = None
     Resources: ResourceInfo | None = None
     InstanceType: str | None = None
-    ModelInfo: ModelInfo | None = None
+    ModelInfo: _ModelInfo | None = None
     LogEnable: bool | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     AuthorizationEnable: bool | None = None
-    HorizontalPodAutoscaler: HorizontalPodAutoscaler | None = None
+    HorizontalPodAutoscaler: _HorizontalPodAutoscaler | None = None
     Status: WorkloadStatus | None = None
     Weight: UInt | None = None
     ResourceTotal: ResourceInfo | None = None
@@ -2200,24 +2200,24 @@ class ServiceInfo(Struct, forbid_unknown_fields=True, omit_defaults=True):
     ScaleMode: str | None = None
     CronScaleJobs: list[CronScaleJob] | None = None
     ScaleStrategy: str | None = None
-    ScheduledAction: ScheduledAction | None = None
+    ScheduledAction: _ScheduledAction | None = None
     PodList: list[str] | None = None
     Pods: Pod | None = None
     PodInfos: list[Pod] | None = None
-    ServiceLimit: ServiceLimit | None = None
+    ServiceLimit: _ServiceLimit | None = None
     ModelTurboEnable: bool | None = None
-    VolumeMount: VolumeMount | None = None
-    InferCodeInfo: InferCodeInfo | None = None
+    VolumeMount: _VolumeMount | None = None
+    InferCodeInfo: _InferCodeInfo | None = None
     Command: str | None = None
-    ServiceEIP: ServiceEIP | None = None
+    ServiceEIP: _ServiceEIP | None = None
     ServicePort: Int64 | None = None
     TerminationGracePeriodSeconds: Int64 | None = None
     PreStopCommand: list[str] | None = None
     GrpcEnable: bool | None = None
-    HealthProbe: HealthProbe | None = None
-    RollingUpdate: RollingUpdate | None = None
+    HealthProbe: _HealthProbe | None = None
+    RollingUpdate: _RollingUpdate | None = None
     InstancePerReplicas: Int64 | None = None
-    VolumeMounts: list[VolumeMount] | None = None
+    VolumeMounts: list[_VolumeMount] | None = None
     SchedulingStrategy: str | None = None
     NodeCount: Int64 | None = None
     InferTemplateId: str | None = None
@@ -2231,7 +2231,7 @@ class ServiceLimit(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class SidecarSpec(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
 
 
 class SmartRouter(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -2246,7 +2246,7 @@ class SmartRouter(Struct, forbid_unknown_fields=True, omit_defaults=True):
 class SmartRouterComponent(Struct, forbid_unknown_fields=True, omit_defaults=True):
     Name: str | None = None
     Type: str | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     ResourceConfig: SmartRouterResourceConfig | None = None
     Status: str | None = None
     ResourceSpec: SmartRouterResourceSpec | None = None
@@ -2270,7 +2270,7 @@ class SmartRouterResourceSpec(Struct, forbid_unknown_fields=True, omit_defaults=
     Zone: str | None = None
     QueueId: str | None = None
     Priority: Int64 | None = None
-    ResourceSupplyAttribute: ResourceSupplyAttribute | None = None
+    ResourceSupplyAttribute: _ResourceSupplyAttribute | None = None
 
 
 class Spec(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -2462,16 +2462,16 @@ class TrainingTaskDetail(Struct, forbid_unknown_fields=True, omit_defaults=True)
     Tags: list[Tag] | None = None
     TrainingMode: str | None = None
     CodePackagePath: CosPathInfo | None = None
-    StartCmdInfo: StartCmdInfo | None = None
+    StartCmdInfo: _StartCmdInfo | None = None
     DataSource: str | None = None
     DataConfigs: list[DataConfig] | None = None
     TuningParameters: str | None = None
     Output: CosPathInfo | None = None
     LogEnable: bool | None = None
-    LogConfig: LogConfig | None = None
+    LogConfig: _LogConfig | None = None
     VpcId: str | None = None
     SubnetId: str | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     RuntimeInSeconds: UInt | None = None
     CreateTime: str | None = None
     StartTime: str | None = None
@@ -2488,8 +2488,8 @@ class TrainingTaskDetail(Struct, forbid_unknown_fields=True, omit_defaults=True)
     Status: str | None = None
     CallbackUrl: str | None = None
     CodeRepos: list[CodeRepoConfig] | None = None
-    ExposeNetworkConfig: ExposeNetworkConfig | None = None
-    OperatorInfo: OperatorInfo | None = None
+    ExposeNetworkConfig: _ExposeNetworkConfig | None = None
+    OperatorInfo: _OperatorInfo | None = None
 
 
 class TrainingTaskSetItem(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -2513,7 +2513,7 @@ class TrainingTaskSetItem(Struct, forbid_unknown_fields=True, omit_defaults=True
     UpdateTime: str | None = None
     BillingInfo: str | None = None
     ResourceGroupName: str | None = None
-    ImageInfo: ImageInfo | None = None
+    ImageInfo: _ImageInfo | None = None
     Message: str | None = None
     Tags: list[Tag] | None = None
     CallbackUrl: str | None = None
@@ -2563,7 +2563,7 @@ class Usage(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class VolumeMount(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    CFSConfig: CFSConfig | None = None
+    CFSConfig: _CFSConfig | None = None
     VolumeSourceType: str | None = None
     MountPath: str | None = None
     PublicDataSource: PublicDataSourceFS | None = None
@@ -2581,8 +2581,8 @@ class WorkloadStatus(Struct, forbid_unknown_fields=True, omit_defaults=True):
     AvailableReplicas: Int64 | None = None
     UnavailableReplicas: Int64 | None = None
     Status: str | None = None
-    StatefulSetCondition: list[StatefulSetCondition] | None = None
-    Conditions: list[StatefulSetCondition] | None = None
+    StatefulSetCondition: list[_StatefulSetCondition] | None = None
+    Conditions: list[_StatefulSetCondition] | None = None
     Reason: str | None = None
 
 
@@ -2595,6 +2595,65 @@ class Workspace(Struct, forbid_unknown_fields=True, omit_defaults=True):
     ActionType: list[str] | None = None
     Status: str | None = None
 
+
+# Aliases for members named like their own type (see annotation() in scripts/gen_api.py).
+_AuthToken = AuthToken
+_CFSConfig = CFSConfig
+_CosPathInfo = CosPathInfo
+_CrossTenantENIInfo = CrossTenantENIInfo
+_DataSourceInfo = DataSourceInfo
+_DefaultNginxGatewayCallInfo = DefaultNginxGatewayCallInfo
+_EncodedStartCmdInfo = EncodedStartCmdInfo
+_ExposeNetworkConfig = ExposeNetworkConfig
+_ExposePortConfig = ExposePortConfig
+_GatewayConfig = GatewayConfig
+_GooseFSx = GooseFSx
+_HealthProbe = HealthProbe
+_HorizontalPodAutoscaler = HorizontalPodAutoscaler
+_HyperParameter = HyperParameter
+_ImageInfo = ImageInfo
+_ImageSecret = ImageSecret
+_ImageUrl = ImageUrl
+_InferCodeInfo = InferCodeInfo
+_InferGatewayCallInfo = InferGatewayCallInfo
+_IngressPrivateLinkInfo = IngressPrivateLinkInfo
+_IntranetCallInfo = IntranetCallInfo
+_LogConfig = LogConfig
+_MaterialInfo = MaterialInfo
+_Message = Message
+_ModelAccelerateTask = ModelAccelerateTask
+_ModelInfo = ModelInfo
+_ModelSource = ModelSource
+_NotebookDetail = NotebookDetail
+_OperatorInfo = OperatorInfo
+_PodSSHInfo = PodSSHInfo
+_ProbeAction = ProbeAction
+_RDMAConfig = RDMAConfig
+_RepairTaskInfo = RepairTaskInfo
+_ResourceConf = ResourceConf
+_ResourceConfigInfo = ResourceConfigInfo
+_ResourceInfo = ResourceInfo
+_ResourceSupplyAttribute = ResourceSupplyAttribute
+_RollingUpdate = RollingUpdate
+_SSHConfig = SSHConfig
+_ScheduledAction = ScheduledAction
+_SchedulingPolicy = SchedulingPolicy
+_Service = Service
+_ServiceCallInfo = ServiceCallInfo
+_ServiceCallInfoV2 = ServiceCallInfoV2
+_ServiceEIP = ServiceEIP
+_ServiceEIPInfo = ServiceEIPInfo
+_ServiceGroup = ServiceGroup
+_ServiceInfo = ServiceInfo
+_ServiceLimit = ServiceLimit
+_SmartRouter = SmartRouter
+_StartCmdInfo = StartCmdInfo
+_StatefulSetCondition = StatefulSetCondition
+_TJCallInfo = TJCallInfo
+_TrainToolConfig = TrainToolConfig
+_TrainingTaskDetail = TrainingTaskDetail
+_Usage = Usage
+_VolumeMount = VolumeMount
 
 REQUIRED: dict[type[Struct], tuple[str, ...]] = {
     CBSConfig: ('VolumeSizeInGB',),
