@@ -26,7 +26,6 @@ from tione_server.catalogue import Catalogue
 from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec
 from tione_server.executors.plan import plan_pods, run_spec
 from tione_server.models import (
-    HOLDING_STATUSES,
     LIVE_POD_STATUSES,
     TERMINAL_STATUSES,
     ChargeStatus,
@@ -237,7 +236,9 @@ class Runner:
         pool_used = [0, 0, 0]
         node_used: dict[str, list[int]] = {}
         for r, _ in items:
-            if r.status in HOLDING_STATUSES:
+            # A run stopped while PENDING is STOPPING without ever having held anything.
+            launched = any(p.node or p.launched_at is not None for p in r.pods)
+            if r.status in (TaskStatus.STARTING, TaskStatus.RUNNING) or (r.status == TaskStatus.STOPPING and launched):
                 self._account(r, pool_used, node_used)
         blocked: set[str] = set()
         changed = False

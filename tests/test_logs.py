@@ -1,0 +1,167 @@
+"""DescribeLogs (spec §4.8) over the logs of real pods, and PushTrainingMetrics (spec §4.9), through the SDK."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.live import Server, create_key
+from tests.training import TERMINAL, create, error_code, python_cmd, training_server, wait_status
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+SCRIPT = (
+    "import os, sys, time\n"
+    "rank = os.environ['RANK']\n"
+    "for i in range(5):\n"
+    "    print(f'{rank} out {i}')\n"
+    "    print(f'{rank} err {i}', file=sys.stderr)\n"
+    "    time.sleep(0.02)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, str]]:
+    """A server and a finished two-pod task that wrote 5 stdout and 5 stderr lines per pod: (server, task, run)."""
+    workdir = tmp_path_factory.mktemp("logs")
+    with training_server(f"sqlite:///{workdir / 'tione.db'}", workdir) as srv:
+        (workdir / "cos" / "b" / "code").mkdir(parents=True)
+        (workdir / "cos" / "b" / "code" / "log.py").write_text(SCRIPT.replace("'", '"'))
+        task_id = create(
+            srv,
+            "logger",
+            python_cmd('import runpy; runpy.run_path("log.py")'),
+            ResourceConfigInfos=[{"Role": "WORKER", "InstanceType": "TI.S.MEDIUM.POST", "InstanceNum": 2}],
+            CodePackagePath={"Bucket": "b", "Region": "ap-guangzhou", "Paths": ["code"]},
+        )
+        done = wait_status(srv, task_id, *TERMINAL)
+        assert done["Status"] == "SUCCEED", done["FailureReason"]
+        yield srv, task_id, done["LatestInstanceId"]
+
+
+def logs(server: Server, **params: Any) -> dict[str, Any]:
+    return dict(server.call("DescribeLogs", {"Service": "TRAIN", **params}))
+
+
+def messages(resp: dict[str, Any]) -> list[str]:
+    return [line["Message"] for line in resp["Content"]]
+
+
+def test_describe_logs_run_lines_newest_first(logged: tuple[Server, str, str]) -> None:
+    srv, _, run = logged
+    resp = logs(srv, ServiceId=run)
+    content = resp["Content"]
+    assert len(content) == 20
+    assert resp["Context"] == ""
+    stamps = [line["Timestamp"] for line in content]
+    assert all(STAMP.match(s) for s in stamps)
+    assert stamps == sorted(stamps, reverse=True)
+    assert {line["PodName"] for line in content} == {f"{run}-worker-0", f"{run}-worker-1"}
+    assert len({line["Id"] for line in content}) == 20
+    assert {(line["PkgId"], line["PkgLogId"]) for line in content} == {("", "")}
+    assert sorted(messages(resp)) == sorted(f"{r} {s} {i}" for r in "01" for s in ("out", "err") for i in range(5))
+    # The same line has the same Id in every answer.
+    again = logs(srv, ServiceId=run)
+    assert [line["Id"] for line in again["Content"]] == [line["Id"] for line in content]
+
+
+def test_describe_logs_pod_name_exact_and_prefix(logged: tuple[Server, str, str]) -> None:
+    srv, task_id, run = logged
+    one = logs(srv, PodName=f"{run}-worker-1", Order="ASC")
+    # Within one stream lines keep their order; stdout and stderr interleave as they were read.
+    assert sorted(messages(one)) == sorted(f"1 {s} {i}" for s in ("out", "err") for i in range(5))
+    assert {line["PodName"] for line in one["Content"]} == {f"{run}-worker-1"}
+    assert len(logs(srv, PodName=f"{run}*")["Content"]) == 20
+    assert len(logs(srv, PodName=f"{task_id}*")["Content"]) == 20
+    assert len(logs(srv, ServiceId=run, PodName=f"{run}-worker-0")["Content"]) == 10
+    assert logs(srv, PodName=f"{run}-worker")["Content"] == []  # exact unless it ends in *
+
+
+def test_describe_logs_stream_keywords_and_order(logged: tuple[Server, str, str]) -> None:
+    srv, _, run = logged
+    out = logs(srv, ServiceId=run, LogStream="stdout", Order="asc")
+    assert sorted(messages(out)) == sorted(f"{r} out {i}" for r in "01" for i in range(5))
+    stamps = [line["Timestamp"] for line in out["Content"]]
+    assert stamps == sorted(stamps)
+    worker0 = logs(srv, PodName=f"{run}-worker-0", LogStream="stdout", Order="ASC")
+    assert messages(worker0) == [f"0 out {i}" for i in range(5)]
+    both = logs(srv, ServiceId=run, Filters=[{"Name": "Key", "Values": ["err", "3"]}])
+    assert sorted(messages(both)) == ["0 err 3", "1 err 3"]
+    assert logs(srv, ServiceId=run, Filters=[{"Name": "Key", "Values": ["ERR"]}])["Content"] == []
+
+
+def test_describe_logs_paging_with_context(logged: tuple[Server, str, str]) -> None:
+    srv, _, run = logged
+    everything = logs(srv, ServiceId=run, Order="ASC", Limit=1000)
+    pages: list[list[str]] = []
+    resp = logs(srv, ServiceId=run, Order="ASC", Limit=7)
+    while True:
+        pages.append([line["Id"] for line in resp["Content"]])
+        if not resp["Context"]:
+            break
+        resp = logs(srv, Context=resp["Context"], Limit=1)  # the cursor carries the query; other fields ignored
+    assert [len(p) for p in pages] == [7, 7, 6]
+    assert [i for p in pages for i in p] == [line["Id"] for line in everything["Content"]]
+    skipped = logs(srv, ServiceId=run, Order="ASC", Offset=15)
+    assert [line["Id"] for line in skipped["Content"]] == [line["Id"] for line in everything["Content"]][15:]
+    assert error_code(lambda: logs(srv, ServiceId=run, Offset=10000)) == "FailedOperation.ContextLimitError"
+
+
+def test_describe_logs_time_window(logged: tuple[Server, str, str]) -> None:
+    srv, _, run = logged
+    content = logs(srv, ServiceId=run, Order="ASC")["Content"]
+    first = datetime.strptime(content[0]["Timestamp"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    before = (first - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert logs(srv, ServiceId=run, EndTime=before)["Content"] == []
+    start = (first - timedelta(seconds=1)).astimezone().isoformat(timespec="seconds")
+    assert len(logs(srv, ServiceId=run, StartTime=start)["Content"]) == 20
+    late = (first + timedelta(hours=2)).isoformat(timespec="seconds")
+    assert logs(srv, ServiceId=run, StartTime=late, EndTime=late)["Content"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"Service": "NOTEBOOK", "ServiceId": "x"}, "InvalidParameterValue"),
+        ({}, "MissingParameter"),
+        ({"ServiceId": "x", "Limit": 1001}, "InvalidParameterValue"),
+        ({"ServiceId": "x", "Order": "UP"}, "InvalidParameterValue"),
+        ({"ServiceId": "x", "OrderField": "PodName"}, "InvalidParameterValue"),
+        ({"ServiceId": "x", "LogStream": "both"}, "InvalidParameterValue"),
+        ({"ServiceId": "x", "Filters": [{"Name": "Level", "Values": ["x"]}]}, "InvalidParameterValue"),
+        ({"ServiceId": "x", "StartTime": "yesterday"}, "InvalidParameterValue"),
+        ({"ServiceId": "x", "StartTime": "2025-01-02T00:00:00+08:00", "EndTime": "2025-01-01T00:00:00+08:00"},
+         "InvalidParameterValue"),
+        ({"Context": "not a cursor"}, "InvalidParameterValue"),
+    ],
+)  # fmt: skip
+def test_describe_logs_refusals(logged: tuple[Server, str, str], params: dict[str, Any], code: str) -> None:
+    srv, _, _ = logged
+    body = {"Service": "TRAIN"} | params
+    assert error_code(lambda: srv.call("DescribeLogs", body)) == code
+
+
+def test_describe_logs_other_accounts_see_nothing(logged: tuple[Server, str, str]) -> None:
+    srv, task_id, run = logged
+    assert logs(srv, ServiceId="train-1-aaaaaaaaaaaa")["Content"] == []
+    stranger = create_key(srv.database_url, "100000000999")
+    assert srv.call("DescribeLogs", {"Service": "TRAIN", "ServiceId": run}, key=stranger)["Content"] == []
+    assert srv.call("DescribeLogs", {"Service": "TRAIN", "PodName": f"{task_id}*"}, key=stranger)["Content"] == []
+    # Another workspace of the same account does not see them either.
+    assert logs(srv, ServiceId=run, TiProjectId="ws-elsewhere")["Content"] == []
+
+
+def test_push_training_metrics(logged: tuple[Server, str, str]) -> None:
+    srv, task_id, _ = logged
+    point = {"TaskId": task_id, "Epoch": 1, "Step": 10, "TotalSteps": 100, "Points": [{"Name": "loss", "Value": 0.5}]}
+    srv.call("PushTrainingMetrics", {"Data": [point, point | {"Timestamp": 1750000000}]})
+    assert error_code(lambda: srv.call("PushTrainingMetrics", {"Data": []})) == "MissingParameter"
+    unknown = point | {"TaskId": "train-1"}
+    assert error_code(lambda: srv.call("PushTrainingMetrics", {"Data": [unknown]})) == "InvalidParameter"
+    many = point | {"Points": [{"Name": f"m{i}", "Value": 1.0} for i in range(11)]}
+    assert error_code(lambda: srv.call("PushTrainingMetrics", {"Data": [many]})) == "InvalidParameter"
+    # The task does not change.
+    assert srv.call("DescribeTrainingTask", {"Id": task_id})["TrainingTaskDetail"]["Status"] == "SUCCEED"
