@@ -89,6 +89,7 @@ def test_local_pod_runs_exits_and_logs(executor: LocalExecutor) -> None:
     assert executor.submit(spec, 0.0).ready
     executor.launch(spec, run.pods, time.time())
     pod = run.pods[0]
+    assert pod.pid is not None
     assert pod.pid == pod.pgid
     assert pod.proc_start is not None
     assert os.getpgid(pod.pid) == pod.pid  # its own process group
