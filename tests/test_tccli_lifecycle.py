@@ -57,7 +57,8 @@ def test_tccli_create_describe_stop(tmp_path: Path, sqlite_url: str) -> None:
             "TrainingMode": "DDP",
             "CodePackagePath": {"Bucket": "my-bucket-1250000000", "Region": "ap-guangzhou", "Paths": ["mnist"]},
         }
-        created = tccli(srv, tmp_path, "CreateTrainingTask", Name="mnist", StartCmdInfo={"StartCmd": f"{PYTHON} train.py"}, **common)  # fmt: skip
+        start = {"StartCmd": f"{PYTHON} train.py"}
+        created = tccli(srv, tmp_path, "CreateTrainingTask", Name="mnist", StartCmdInfo=start, **common)
         task_id = created["Id"]
         done = wait_status(srv, task_id, *TERMINAL)
         assert done["Status"] == "SUCCEED", done["FailureReason"]
