@@ -7,6 +7,7 @@ DDP ranks, submission failures, callbacks (§8), and CreateTrainingTask validati
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -453,3 +454,40 @@ def test_create_training_task_normalises_what_it_stores(quiet_server: Server) ->
     ]
     assert item["Tags"] == [{"TagKey": "team", "TagValue": "cv"}]
     assert (item["StartTime"], item["EndTime"], item["RuntimeInSeconds"]) == ("", "", 0)
+
+
+def test_lifecycle_on_each_backend(database_url: str, tmp_path: Path) -> None:
+    """Create, run, stop, start again and delete on SQLite and on PostgreSQL."""
+    with training_server(database_url, tmp_path) as srv:
+        task_id = create(srv, "backend", python_cmd("import time; time.sleep(60)"))
+        wait_status(srv, task_id, "RUNNING")
+        srv.call("StopTrainingTask", {"Id": task_id})
+        assert wait_status(srv, task_id, *TERMINAL, timeout=15)["Status"] == "STOPPED"
+        first = detail(srv, task_id)["LatestInstanceId"]
+        srv.call("StartTrainingTask", {"Id": task_id})
+        wait_status(srv, task_id, "RUNNING")
+        srv.call("StopTrainingTask", {"Id": task_id})
+        assert wait_status(srv, task_id, *TERMINAL, timeout=15)["Status"] == "STOPPED"
+        assert detail(srv, task_id, first)["FailureReason"] == "User Stop"
+        srv.call("DeleteTrainingTask", {"Id": task_id})
+        assert srv.call("DescribeTrainingTasks", {})["TotalCount"] == 0
+
+
+def test_imported_tasks_are_history(quiet_server: Server, tmp_path: Path) -> None:
+    from tests.live import cli
+
+    item = {"Id": "train-1329791605108055040", "Name": "from-tencent", "Status": "SUCCEED",
+            "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:33+08", "BillingInfo": ""}  # fmt: skip
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps([item]))
+    project = ["--project", "ws-imported"]
+    cli("import", str(path), "--uin", quiet_server.key.uin, "--region", "ap-guangzhou", *project,
+        database_url=quiet_server.database_url)  # fmt: skip
+    where = {"Id": item["Id"], "TiProjectId": "ws-imported"}
+    d = quiet_server.call("DescribeTrainingTask", where)["TrainingTaskDetail"]
+    assert (d["Status"], d["Name"], d["LatestInstanceId"]) == ("SUCCEED", "from-tencent", "")
+    assert quiet_server.call("DescribeTrainingTaskPods", where)["TotalCount"] == 0
+    assert error_code(lambda: quiet_server.call("StartTrainingTask", where)) == "InternalError.NotAllow"
+    assert error_code(lambda: quiet_server.call("StopTrainingTask", where)) == "InternalError.NotAllow"
+    quiet_server.call("DeleteTrainingTask", where)
+    assert error_code(lambda: quiet_server.call("DescribeTrainingTask", where)) == "ResourceNotFound"

@@ -216,3 +216,24 @@ def test_simulate_live_server_timeline(tmp_path: Path, sqlite_url: str) -> None:
         assert pods(srv, task_id)["PodInfoList"][0]["Status"] == "SUCCEEDED"
         logs = srv.call("DescribeLogs", {"Service": "TRAIN", "ServiceId": d["LatestInstanceId"]})
         assert logs["Content"][0]["Message"] == "[simulate] exited with code 0"
+
+
+def test_simulate_timeline_on_each_backend(database_url: str, tmp_path: Path) -> None:
+    h = Harness(tmp_path, catalogue=ROOMY, database_url=database_url)
+    try:
+        task_id = h.call("CreateTrainingTask", params("backend"))["Id"]
+        h.tick(T0 + 1)
+        h.tick(T0 + 3)
+        assert h.detail(task_id)["Status"] == "RUNNING"
+        h.clock.now = T0 + 4
+        h.call("StopTrainingTask", {"Id": task_id})
+        h.tick(T0 + 4)
+        h.tick(T0 + 5)
+        d = h.detail(task_id)
+        assert (d["Status"], d["RuntimeInSeconds"], d["UpdateTime"]) == ("STOPPED", 2, _t(T0 + 4))
+        assert h.item(task_id)["Status"] == "STOPPED"
+        assert (
+            h.call("DescribeTrainingTasks", {"Filters": [{"Name": "Status", "Values": ["STOPPED"]}]})["TotalCount"] == 1
+        )
+    finally:
+        h.close()
