@@ -51,11 +51,10 @@ def main() -> None:
             ).stdout
         )  # fmt: skip
         port = _port()
-        server = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(port), "--database", db, "--rate-limit", "0",
-             "--executor", args.executor, "--data-dir", str(work / "data"), "--catalogue", str(work / "catalogue.toml")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        command = [str(BIN), "serve", "--port", str(port), "--database", db, "--rate-limit", "0"]
+        command += ["--executor", args.executor, "--data-dir", str(work / "data")]
+        command += ["--catalogue", str(work / "catalogue.toml")]
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(300):
                 try:
