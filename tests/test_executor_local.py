@@ -99,9 +99,9 @@ def test_local_pod_runs_exits_and_logs(executor: LocalExecutor) -> None:
     assert done.ended_at is not None
     assert done.started_at <= done.ended_at
     out = list(executor.read_log(RUN, pod.name, "stdout"))
-    assert [text for _, text in out] == [f"rank 0 yes {executor.files.mounts(RUN)}", "partial"]
-    assert [text for _, text in executor.read_log(RUN, pod.name, "stderr")] == ["oops"]
-    assert all(abs(ns / 1e9 - time.time()) < 60 for ns, _ in out)
+    assert [line.text for line in out] == [f"rank 0 yes {executor.files.mounts(RUN)}", "partial"]
+    assert [line.text for line in executor.read_log(RUN, pod.name, "stderr")] == ["oops"]
+    assert all(abs(line.ns / 1e9 - time.time()) < 60 for line in out)
     assert list(executor.read_log(RUN, pod.name, "stdin")) == []
 
 
@@ -178,7 +178,7 @@ def test_local_ps_worker_gets_tf_config(executor: LocalExecutor) -> None:
         while executor.observe(spec, run, time.time())[p.name].phase != "EXITED":
             assert time.monotonic() < deadline
             time.sleep(0.02)
-    configs = [json.loads(next(iter(executor.read_log(RUN, p.name, "stdout")))[1]) for p in run.pods]
+    configs = [json.loads(next(iter(executor.read_log(RUN, p.name, "stdout"))).text) for p in run.pods]
     assert [c["task"] for c in configs] == [{"type": "ps", "index": 0}, {"type": "worker", "index": 0}]
     assert configs[0]["cluster"] == configs[1]["cluster"]
     assert set(configs[0]["cluster"]) == {"ps", "worker"}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.live import Server, create_key
 from tests.training import TERMINAL, create, error_code, python_cmd, training_server, wait_status
+from tione_server.executors.base import RunFiles
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 SCRIPT = (
@@ -165,3 +167,27 @@ def test_push_training_metrics(logged: tuple[Server, str, str]) -> None:
     assert error_code(lambda: srv.call("PushTrainingMetrics", {"Data": [many]})) == "InvalidParameter"
     # The task does not change.
     assert srv.call("DescribeTrainingTask", {"Id": task_id})["TrainingTaskDetail"]["Status"] == "SUCCEED"
+
+
+def test_log_files_window_reads_both_ways(tmp_path: Path) -> None:
+    """The binary-searched window of a stored log, forwards and backwards, across chunk boundaries."""
+    files = RunFiles(tmp_path)
+    path = files.log("run", "pod", "stdout")
+    path.parent.mkdir(parents=True)
+    lines = [(1_000 + i * 10, f"line {i} " + "x" * (i % 7) * 3000) for i in range(400)]
+    with path.open("wb") as fh:
+        for ns, text in lines:
+            fh.write(b"%d %s\n" % (ns, text.encode()))
+        fh.write(b"5000 torn line without its newline")
+    everything = list(files.read_log("run", "pod", "stdout"))
+    assert [(line.ns, line.text) for line in everything] == lines
+    assert len({line.offset for line in everything}) == 400
+    window = [(line.ns, line.text) for line in files.read_log("run", "pod", "stdout", start_ns=1_505, end_ns=2_000)]
+    assert window == [(ns, t) for ns, t in lines if 1_505 <= ns <= 2_000]
+    newest = list(files.read_log("run", "pod", "stdout", start_ns=1_505, end_ns=2_000, descending=True))
+    assert [(line.ns, line.text) for line in newest] == window[::-1]
+    assert [line.offset for line in newest] == [line.offset for line in everything if 1_505 <= line.ns <= 2_000][::-1]
+    assert [line.ns for line in files.read_log("run", "pod", "stdout", descending=True)][:2] == [4_990, 4_980]
+    assert list(files.read_log("run", "pod", "stdout", start_ns=9_999)) == []
+    assert list(files.read_log("run", "pod", "stdout", end_ns=999, descending=True)) == []
+    assert list(files.read_log("run", "nobody", "stdout")) == []

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.inprocess import ApiFailure, Harness, params
-from tione_server.executors.base import Observation, PodPhase, RunFiles, RunSpec, Submission
+from tione_server.executors.base import LogLine, Observation, PodPhase, RunFiles, RunSpec, Submission
 from tione_server.models import Pod, Run
 
 ACTIVE = {"SUBMITTING", "PENDING", "STARTING", "RUNNING", "STOPPING"}
@@ -113,7 +113,9 @@ class ScriptedExecutor:
     def remove(self, run_id: str) -> None:
         self.files.remove(run_id)
 
-    def read_log(self, run_id: str, pod: str, stream: str) -> Iterator[tuple[int, str]]:
+    def read_log(
+        self, run_id: str, pod: str, stream: str, *, start_ns: int = 0, end_ns: int = 0, descending: bool = False
+    ) -> Iterator[LogLine]:
         return iter(())
 
 

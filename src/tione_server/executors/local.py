@@ -27,8 +27,10 @@ from typing import Any
 
 from tione_server.executors import podwrap
 from tione_server.executors.base import (
+    END,
     STREAMS,
     LaunchError,
+    LogLine,
     Mount,
     Observation,
     RunFiles,
@@ -278,9 +280,11 @@ class LocalExecutor:
     def remove(self, run_id: str) -> None:
         self.files.remove(run_id)
 
-    def read_log(self, run_id: str, pod: str, stream: str) -> Iterator[tuple[int, str]]:
+    def read_log(
+        self, run_id: str, pod: str, stream: str, *, start_ns: int = 0, end_ns: int = END, descending: bool = False
+    ) -> Iterator[LogLine]:
         if stream in STREAMS:
-            yield from self.files.read_log(run_id, pod, stream)
+            yield from self.files.read_log(run_id, pod, stream, start_ns=start_ns, end_ns=end_ns, descending=descending)
 
 
 class _SubmitFailed(Exception):

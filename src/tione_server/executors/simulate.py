@@ -15,7 +15,17 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tione_server.executors.base import STREAMS, Observation, PodSpec, RunFiles, RunSpec, Submission, write_log_line
+from tione_server.executors.base import (
+    END,
+    STREAMS,
+    LogLine,
+    Observation,
+    PodSpec,
+    RunFiles,
+    RunSpec,
+    Submission,
+    write_log_line,
+)
 from tione_server.executors.plan import IDLE
 from tione_server.models import Pod, Run
 
@@ -108,19 +118,21 @@ class SimulateExecutor:
         for pod in pods:
             for stream in STREAMS:
                 path = self.files.log(spec.run_id, pod.name, stream)
-                kept = [(ns, text) for ns, text in self.files.read_log(spec.run_id, pod.name, stream) if ns <= _ns(now)]
+                kept = list(self.files.read_log(spec.run_id, pod.name, stream, end_ns=_ns(now)))
                 with contextlib.suppress(OSError):
                     path.unlink()
-                for ns, text in kept:
-                    write_log_line(path, ns, text)
+                for line in kept:
+                    write_log_line(path, line.ns, line.text)
             write_log_line(self.files.log(spec.run_id, pod.name, "stdout"), _ns(now), "[simulate] terminated")
 
     def remove(self, run_id: str) -> None:
         self.files.remove(run_id)
 
-    def read_log(self, run_id: str, pod: str, stream: str) -> Iterator[tuple[int, str]]:
+    def read_log(
+        self, run_id: str, pod: str, stream: str, *, start_ns: int = 0, end_ns: int = END, descending: bool = False
+    ) -> Iterator[LogLine]:
         if stream in STREAMS:
-            yield from self.files.read_log(run_id, pod, stream)
+            yield from self.files.read_log(run_id, pod, stream, start_ns=start_ns, end_ns=end_ns, descending=descending)
 
 
 def _ns(t: float) -> int:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
+import itertools
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -39,6 +42,8 @@ MAX_LINES = 10_000
 """Spec §4.8: paging past this many lines is FailedOperation.ContextLimitError."""
 MAX_POINTS = 10
 _ID_NAMESPACE = uuid.UUID("6f1c8e2a-3a57-4a59-9c52-0d9f3f0b7a11")
+_Row = tuple[int, str, int, int, str]
+"""(ns, pod name, stream index, byte offset, text): sorts by time, then a stable tie-break."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,33 +151,41 @@ class LogActions:
             return pods
         return self.store.pods_named(scope, name, prefix=prefix)
 
+    def _lines(self, run_id: str, pod: str, si: int, stream: str, query: LogQuery) -> Iterator[_Row]:
+        for line in self.executor.read_log(
+            run_id, pod, stream, start_ns=query.start_ns, end_ns=query.end_ns, descending=query.descending
+        ):
+            if all(k in line.text for k in query.keywords):
+                yield (line.ns, pod, si, line.offset, line.text)
+
     def describe_logs(self, ctx: RequestContext, req: DescribeLogsRequest) -> DescribeLogsResponse:
         """One page of the pods' log lines in time order (spec §4.8)."""
         scope = scope_of(ctx, req.TiProjectId)
         query = _decode_context(req.Context, scope) if req.Context else self._log_query(ctx, req, scope)
         if query.position >= MAX_LINES:
             raise ContextLimitError(f"Logs can be paged through the first {MAX_LINES} lines only; narrow the query.")
-        lines: list[tuple[int, str, int, int, str]] = []  # (ns, pod, stream index, line number, text)
         streams = [query.stream] if query.stream else list(STREAMS)
-        for run_id, pod in self._pods(scope, query):
-            for si, stream in enumerate(streams):
-                for n, (ns, text) in enumerate(self.executor.read_log(run_id, pod.name, stream)):
-                    if query.start_ns <= ns <= query.end_ns and all(k in text for k in query.keywords):
-                        lines.append((ns, pod.name, si, n, text))
-        lines.sort(reverse=query.descending)
+        sources = [
+            self._lines(run_id, pod.name, si, stream, query)
+            for run_id, pod in self._pods(scope, query)
+            for si, stream in enumerate(streams)
+        ]
+        # Every source is in time order already: merge lazily and stop after the page (plus one, to know if
+        # another page follows), so the work depends on the page, not on the size of the logs.
+        merged = heapq.merge(*sources, reverse=query.descending)
         end = query.position + query.limit
-        page = lines[query.position : end]
-        more = end < len(lines)
+        page = list(itertools.islice(merged, query.position, end + 1))
+        more = len(page) > query.limit
         content = [
             LogIdentity(
-                Id=str(uuid.uuid5(_ID_NAMESPACE, f"{pod}/{streams[si]}/{n}")),
+                Id=str(uuid.uuid5(_ID_NAMESPACE, f"{pod}/{streams[si]}/{offset}")),
                 Message=text,
                 PodName=pod,
                 Timestamp=rfc3339_ns(ns),
                 PkgId="",
                 PkgLogId="",
             )
-            for ns, pod, si, n, text in page
+            for ns, pod, si, offset, text in page[: query.limit]
         ]
         next_context = _encode_context(_replace_position(query, end)) if more else ""
         return DescribeLogsResponse(Context=next_context, Content=content)
