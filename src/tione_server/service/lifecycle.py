@@ -225,6 +225,8 @@ class LifecycleActions:
         if outcome.status == TaskStatus.STOPPING and outcome.task is not None and is_live(outcome.task):
             self.store.touch_stop(scope, req.Id or "", int(ctx.now), patch)  # spec §4.5: a no-op success
             return StopTrainingTaskResponse()
+        if outcome.task is not None and not is_live(outcome.task) and outcome.status in ACTIVE_STATUSES:
+            raise NotAllow(f"The task `{req.Id}` was imported as history; there is nothing here to stop.")
         raise NotAllow(f"The task `{req.Id}` is {outcome.status}; only PENDING, STARTING or RUNNING tasks stop.")
 
     def delete_training_task(self, ctx: RequestContext, req: DeleteTrainingTaskRequest) -> DeleteTrainingTaskResponse:
