@@ -46,7 +46,8 @@ def build_query(req: DescribeTrainingTasksRequest) -> TaskQuery:
     limit = req.Limit or DEFAULT_LIMIT
     if limit > MAX_LIMIT:
         raise PageLimitExceeded(f"`Limit` must be at most {MAX_LIMIT}; got {limit}.")
-    order = (req.Order or "DESC").upper()
+    # ASCII folding only: str.upper() would turn "aſc" into "ASC" (spec §5.6 is about ASCII case).
+    order = ascii_upper(req.Order or "DESC")
     if order not in ("ASC", "DESC"):
         raise InvalidParameterValue.for_param("Order", "Use ASC or DESC.")
     order_field = req.OrderField or "UpdateTime"
@@ -95,6 +96,4 @@ def _check_counts(filters: list[Filter], tags: list[TagFilter]) -> None:
             raise FilterLimitExceeded(f"At most {MAX_VALUES} values are allowed in `Filters.{i}.Values`.")
     for i, t in enumerate(tags):
         if len(t.TagValues or ()) > MAX_VALUES:
-            raise FilterLimitExceeded(
-                f"At most {MAX_VALUES} values are allowed in `TagFilters.{i}.TagValues`."
-            )
+            raise FilterLimitExceeded(f"At most {MAX_VALUES} values are allowed in `TagFilters.{i}.TagValues`.")

@@ -7,7 +7,7 @@ backends give the same answers.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select
 from sqlalchemy.sql.elements import UnaryExpression
 
 from tione_server.models import FieldFilter, TagCondition, TaskQuery
@@ -23,23 +23,37 @@ def like_pattern(value: str) -> str:
     return f"%{escaped}%"
 
 
+def storable(values: tuple[str, ...]) -> list[str]:
+    """The values a stored field could equal or contain: no stored text holds NUL (PostgreSQL text cannot,
+    and writes refuse it), while SQLite's LIKE would stop reading a pattern at NUL and PostgreSQL would
+    reject the parameter. Dropping them keeps both backends answering "no match" for such a value."""
+    return [v for v in values if "\x00" not in v]
+
+
 def _field_condition(f: FieldFilter, dialect: str) -> ColumnElement[bool]:
     column = tasks.c[f.column]
-    if f.fuzzy:
+    values = storable(f.values)
+    cond: ColumnElement[bool]
+    if not values:
+        cond = false()
+    elif f.fuzzy:
         if dialect == "postgresql":
-            terms = [column.ilike(like_pattern(v), escape="\\") for v in f.values]
+            terms = [column.ilike(like_pattern(v), escape="\\") for v in values]
         else:
-            terms = [column.like(like_pattern(v), escape="\\") for v in f.values]
-        cond: ColumnElement[bool] = or_(*terms)
+            terms = [column.like(like_pattern(v), escape="\\") for v in values]
+        cond = or_(*terms)
     else:
-        cond = column.in_(f.values)
+        cond = column.in_(values)
     return not_(cond) if f.negative else cond
 
 
 def _tag_condition(t: TagCondition) -> ColumnElement[bool]:
+    values = storable(t.values)
+    if not storable((t.key,)) or (t.values and not values):
+        return false()
     conds = [task_tags.c.num == tasks.c.num, task_tags.c.tag_key == t.key]
-    if t.values:
-        conds.append(task_tags.c.tag_value.in_(t.values))
+    if values:
+        conds.append(task_tags.c.tag_value.in_(values))
     return exists().where(*conds)
 
 
