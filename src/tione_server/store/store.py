@@ -173,21 +173,30 @@ class Store(RunStore):
     def put_tasks(self, items: Iterable[Task], progress: Any = None) -> int:
         """Insert tasks, replacing any stored task with the same Id, all in one transaction."""
         count = 0
-        with self._tx() as conn:
-            batch: list[Task] = []
-            for task in items:
-                batch.append(task)
-                if len(batch) >= BATCH:
+        cached = set(self._scope_ids)
+        try:
+            with self._tx() as conn:
+                batch: list[Task] = []
+                for task in items:
+                    batch.append(task)
+                    if len(batch) >= BATCH:
+                        self._write_batch(conn, batch)
+                        count += len(batch)
+                        if progress is not None:
+                            progress(len(batch))
+                        batch = []
+                if batch:
                     self._write_batch(conn, batch)
                     count += len(batch)
                     if progress is not None:
                         progress(len(batch))
-                    batch = []
-            if batch:
-                self._write_batch(conn, batch)
-                count += len(batch)
-                if progress is not None:
-                    progress(len(batch))
+        except BaseException:
+            # Scopes first seen in this call were inserted by the rolled-back transaction: forget their
+            # ids, or the next put would file its tasks under a scope row that no longer exists (or,
+            # on SQLite, under whichever scope reuses that id).
+            for scope in set(self._scope_ids) - cached:
+                self._scope_ids.pop(scope, None)
+            raise
         return count
 
     def _write_batch(self, conn: Connection, items: Sequence[Task]) -> None:

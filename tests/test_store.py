@@ -1,0 +1,258 @@
+"""The Store contract, the same on every backend (SQLite file; PostgreSQL): schema, tasks, keys, scopes.
+
+Each test gets a fresh, empty database (`database_url`) and talks to `Store` directly: what one backend
+answers, the other must answer identically.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select, update
+
+from tione_server.models import FieldFilter, Scope, TagCondition, Task, TaskQuery
+from tione_server.store import Store
+from tione_server.store.schema import SCHEMA_VERSION, meta
+from tione_server.store.store import SchemaTooNew
+
+A = Scope(uin="100000000001", region="ap-guangzhou", project="")
+T = 1748427513  # 2025-05-28T18:18:33+08
+
+
+def task(
+    num: int,
+    scope: Scope = A,
+    *,
+    name: str = "task",
+    status: str = "SUCCEED",
+    group: str = "",
+    create: int = 0,
+    update: int = 0,
+    start: int | None = None,
+    end: int | None = None,
+    tags: list[tuple[str, str]] | None = None,
+) -> Task:
+    """A stored task with the given id number."""
+    return Task(
+        id=f"train-{num}",
+        scope=scope,
+        app_id="1250000000",
+        name=name,
+        creator="200000000001",
+        charge_type="POSTPAID_BY_HOUR",
+        charge_status="NOT_BILLING",
+        status=status,
+        resource_group_id=group,
+        create_time=T + create,
+        update_time=T + update,
+        start_time=None if start is None else T + start,
+        end_time=None if end is None else T + end,
+        tags=tags or [],
+        doc={"FrameworkName": "PYTORCH", "Envs": [{"Name": "A", "Value": "é中"}], "RuntimeInSeconds": 3602},
+    )
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def ids(store: Store, scope: Scope = A, query: TaskQuery | None = None) -> tuple[list[str], int]:
+    """(ids of one page, total) for a query (default: everything, newest update first)."""
+    found, total = store.list_tasks(scope, query or TaskQuery(limit=50))
+    return [t.id for t in found], total
+
+
+# -- schema ---------------------------------------------------------------------------------------
+
+
+def test_store_schema_is_created_once_and_versioned(database_url: str) -> None:
+    first = Store(database_url)
+    assert first.schema_version() == SCHEMA_VERSION
+    first.put_tasks([task(1)])
+    key = first.create_key("100000000001", "100000000001", "100000000001")
+    first.close()
+    again = Store(database_url)  # a second start: nothing re-created, nothing lost
+    try:
+        assert again.schema_version() == SCHEMA_VERSION
+        assert again.get_task(A, "train-1") == task(1)
+        assert again.get_key(key.secret_id) == key
+        with again.engine.connect() as conn:
+            rows = conn.execute(select(func.count()).select_from(meta).where(meta.c.key == "schema_version"))
+            assert rows.scalar_one() == 1
+    finally:
+        again.close()
+
+
+def test_store_refuses_a_newer_schema(database_url: str) -> None:
+    first = Store(database_url)
+    with first.engine.begin() as conn:
+        conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION + 1)))
+    first.close()
+    with pytest.raises(SchemaTooNew):
+        Store(database_url)
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+def test_store_task_round_trip(store: Store) -> None:
+    full = task(1329791605108055040, name="训练-Éé%_\\", start=100, end=3702, tags=[("team", "ml"), ("a", "")])
+    bare = task(7, name="bare")
+    assert store.put_tasks([full, bare]) == 2
+    assert store.get_task(A, full.id) == full
+    assert store.get_task(A, bare.id) == bare
+    page, total = store.list_tasks(A, TaskQuery(limit=50))
+    assert (page, total) == ([full, bare], 2)  # equal update times: the larger id first
+    assert store.get_task(A, "train-8") is None
+    assert store.get_task(A, "not-an-id") is None
+
+
+def test_store_reput_replaces_the_task_and_its_tags(store: Store) -> None:
+    store.put_tasks([task(1, name="old", tags=[("k1", "v1"), ("k2", "v2")]), task(2, tags=[("k1", "v1")])])
+    new = task(1, name="new", status="FAILED", tags=[("k3", "v3")])
+    store.put_tasks([new])
+    assert store.get_task(A, "train-1") == new
+    assert ids(store) == (["train-2", "train-1"], 2)
+    with_k1 = TaskQuery(tags=(TagCondition("k1", ()),), limit=50)
+    assert ids(store, query=with_k1) == (["train-2"], 1)
+    assert ids(store, query=TaskQuery(tags=(TagCondition("k3", ("v3",)),))) == (["train-1"], 1)
+
+
+def test_store_repeated_id_in_one_put_last_wins_across_batches(store: Store) -> None:
+    seen: list[int] = []
+    many = [task(n) for n in range(1, 2101)] + [task(1, name="last")]
+    store.put_tasks(many, progress=seen.append)
+    assert sum(seen) == len(many)
+    assert len(seen) >= 2  # progress is reported batch by batch
+    got = store.get_task(A, "train-1")
+    assert got is not None
+    assert got.name == "last"
+    assert ids(store)[1] == 2100
+
+
+def test_store_failed_put_leaves_no_trace(store: Store, database_url: str) -> None:
+    a = Scope("100000000001", "ap-guangzhou", "ws-a")
+    b = Scope("100000000001", "ap-guangzhou", "ws-b")
+
+    def items() -> Iterator[Task]:
+        yield from (task(n, a) for n in range(1, 2502))  # past the first batch: some rows are written
+        raise ValueError("item 2501 is bad")
+
+    with pytest.raises(ValueError, match="item 2501"):
+        store.put_tasks(items())
+    assert store.get_task(a, "train-1") is None
+    # The rolled-back scope must not linger, in the database or in this Store's memory.
+    store.put_tasks([task(3000, b)])
+    store.put_tasks([task(4000, a)])
+    assert ids(store, b) == (["train-3000"], 1)
+    assert ids(store, a) == (["train-4000"], 1)
+    fresh = Store(database_url)
+    try:
+        assert ids(fresh, b) == (["train-3000"], 1)
+        assert ids(fresh, a) == (["train-4000"], 1)
+    finally:
+        fresh.close()
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+def test_store_keys_create_get_list_revoke(store: Store) -> None:
+    assert store.list_keys() == []
+    k1 = store.create_key("100000000001", "1250000000", "100000000001")
+    k2 = store.create_key("100000000002", "100000000002", "200000000002")
+    assert k1.secret_id.startswith("AKID")
+    assert len(k1.secret_id) == 36
+    assert set(k1.secret_id[4:] + k1.secret_key) <= set(string.ascii_letters + string.digits)
+    assert len(k1.secret_key) == 32
+    assert k1.secret_id != k2.secret_id
+    assert (k1.uin, k1.app_id, k1.sub_uin, k1.revoked) == ("100000000001", "1250000000", "100000000001", False)
+    assert store.get_key(k1.secret_id) == k1
+    assert store.get_key("AKIDunknown") is None
+    assert {k.secret_id for k in store.list_keys()} == {k1.secret_id, k2.secret_id}
+    assert store.count_active_keys() == 2
+    assert store.revoke_key(k1.secret_id) is True
+    assert store.revoke_key(k1.secret_id) is False  # already revoked
+    assert store.revoke_key("AKIDunknown") is False
+    revoked = store.get_key(k1.secret_id)
+    assert revoked is not None
+    assert revoked.revoked is True
+    assert revoked.secret_key == k1.secret_key
+    assert store.count_active_keys() == 1
+
+
+# -- scopes ---------------------------------------------------------------------------------------
+
+
+def test_store_scopes_isolate(store: Store) -> None:
+    scopes = [
+        A,
+        Scope("100000000002", A.region, A.project),
+        Scope(A.uin, "ap-shanghai", A.project),
+        Scope(A.uin, A.region, "ws-1"),
+    ]
+    store.put_tasks([task(10 + i, s) for i, s in enumerate(scopes)])
+    for i, s in enumerate(scopes):
+        assert ids(store, s) == ([f"train-{10 + i}"], 1)
+        for j, other in enumerate(scopes):
+            found = store.get_task(other, f"train-{10 + i}")
+            assert (found is not None) == (i == j)
+    assert ids(store, Scope("100000000003", A.region, A.project)) == ([], 0)
+    assert store.get_task(Scope("100000000003", A.region, A.project), "train-10") is None
+
+
+# -- queries --------------------------------------------------------------------------------------
+
+
+def _name(*values: str, fuzzy: bool = True, negative: bool = False) -> TaskQuery:
+    return TaskQuery(filters=(FieldFilter("name", values, fuzzy, negative),), limit=50)
+
+
+def test_store_query_text_matching(store: Store) -> None:
+    names = ["Éclair", "éclair", "100%", "a_b", "axb", "c:\\d", "训练"]
+    store.put_tasks([task(i + 1, name=n) for i, n in enumerate(names)])
+
+    def hits(query: TaskQuery) -> set[str]:
+        found, total = store.list_tasks(A, query)
+        assert total == len(found)
+        return {t.name for t in found}
+
+    assert hits(_name("É")) == {"Éclair"}
+    assert hits(_name("ÉCLAIR")) == {"Éclair"}
+    assert hits(_name("%")) == {"100%"}
+    assert hits(_name("_")) == {"a_b"}
+    assert hits(_name("\\")) == {"c:\\d"}
+    assert hits(_name("训")) == {"训练"}
+    assert hits(_name("", "zz")) == set(names)
+    assert hits(_name("a_b", fuzzy=False)) == {"a_b"}
+    assert hits(_name("A_B", fuzzy=False)) == set()
+    # No stored text holds NUL, so a value with NUL matches nothing, on both backends.
+    assert hits(_name("\x00")) == set()
+    assert hits(_name("\x00", "1")) == {"100%"}
+    assert hits(_name("a\x00", fuzzy=False)) == set()
+    assert hits(_name("\x00", negative=True)) == set(names)
+    assert hits(TaskQuery(tags=(TagCondition("k\x00", ()),), limit=50)) == set()
+
+
+def test_store_query_order_and_paging(store: Store) -> None:
+    store.put_tasks(
+        [
+            task(9, start=None, update=5),
+            task(10, start=3, update=5),
+            task(100, start=None, update=5),
+            task(11, start=3, update=1),
+        ]
+    )
+    assert ids(store) == (["train-100", "train-10", "train-9", "train-11"], 4)
+    by_start = TaskQuery(order_by="start_time", descending=False, limit=50)
+    assert ids(store, query=by_start) == (["train-9", "train-100", "train-10", "train-11"], 4)
+    assert ids(store, query=TaskQuery(offset=1, limit=2)) == (["train-10", "train-9"], 4)
+    assert ids(store, query=TaskQuery(offset=4, limit=2)) == ([], 4)
+    assert ids(store, query=TaskQuery(offset=2**63 - 1, limit=2)) == ([], 4)
