@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from msgspec import inspect as mi
 
 from tione_server import timefmt
 from tione_server.api._generated import TrainingTaskSetItem
@@ -22,7 +23,8 @@ from tione_server.service.listing import ascii_upper
 from tione_server.service.scope import workspace
 from tione_server.store import Store
 
-TASK_ID = re.compile(r"^train-\d{1,19}$")
+TASK_ID = re.compile(r"^train-(0|[1-9][0-9]{0,18})$")
+"""Canonical digits only: `train-01` and `train-1` would be the same task number (the primary key)."""
 COLUMN_FIELDS = frozenset(
     {"Id", "Name", "SubUin", "AppId", "ChargeType", "ChargeStatus", "Status", "ResourceGroupId",
      "CreateTime", "UpdateTime", "StartTime", "EndTime", "Tags"}
@@ -32,6 +34,8 @@ _ENUMS: dict[str, frozenset[str]] = {
     "ChargeType": frozenset(ChargeType),
     "ChargeStatus": frozenset(ChargeStatus),
 }
+_BOM = b"\xef\xbb\xbf"
+_ITEM_TYPE = mi.type_info(TrainingTaskSetItem)
 
 
 class ImportError_(ValueError):  # noqa: N801 - ImportError is a builtin
@@ -41,46 +45,94 @@ class ImportError_(ValueError):  # noqa: N801 - ImportError is a builtin
 def read_items(path: Path) -> Iterator[tuple[str, Any]]:
     """(label, raw item) for each task in the file, in file order."""
     with path.open("rb") as fh:
-        head = fh.read(4096).lstrip()
-    if head.startswith(b"{") and _is_single_document(path):
-        doc = msgspec.json.decode(path.read_bytes())
-        items = doc.get("Response", doc).get("TrainingTaskSet") if isinstance(doc, dict) else None
+        head = fh.read(4096).removeprefix(_BOM).lstrip()
+    if head.startswith(b"["):
+        items = _decode(path.read_bytes().removeprefix(_BOM), "the file")
         if not isinstance(items, list):
-            raise ImportError_("the file is a JSON object without `Response.TrainingTaskSet`")
+            raise ImportError_("the file is not a JSON list of tasks")
         yield from ((f"item {i}", item) for i, item in enumerate(items))
-    elif head.startswith(b"["):
+        return
+    if head.startswith(b"{"):
         try:
-            items = msgspec.json.decode(path.read_bytes())
-        except msgspec.DecodeError as err:
-            raise ImportError_(f"the file is not valid JSON: {err}") from None
-        yield from ((f"item {i}", item) for i, item in enumerate(items))
-    else:
-        with path.open("rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        yield f"line {lineno}", msgspec.json.decode(line)
-                    except msgspec.DecodeError as err:
-                        raise ImportError_(f"line {lineno}: not valid JSON: {err}") from None
+            doc = msgspec.json.decode(path.read_bytes().removeprefix(_BOM))
+        except msgspec.DecodeError:
+            doc = None  # more than one document: JSON lines
+        if isinstance(doc, dict):
+            yield from _document_items(doc)
+            return
+    with path.open("rb") as fh:
+        for lineno, raw_line in enumerate(fh, 1):
+            line = raw_line.removeprefix(_BOM) if lineno == 1 else raw_line
+            if line.strip():
+                yield f"line {lineno}", _decode(line, f"line {lineno}")
 
 
-def _is_single_document(path: Path) -> bool:
+def _decode(data: bytes, where: str) -> Any:
     try:
-        msgspec.json.decode(path.read_bytes())
-    except msgspec.DecodeError:
-        return False
-    return True
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as err:
+        raise ImportError_(f"{where} is not valid JSON: {err}") from None
+
+
+def _document_items(doc: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """A DescribeTrainingTasks response (with or without the `Response` wrapper), or one lone item."""
+    if "Response" not in doc and "TrainingTaskSet" not in doc:
+        yield "line 1", doc  # a JSON-lines file of a single line
+        return
+    body = doc.get("Response", doc)
+    if not isinstance(body, dict):
+        raise ImportError_("`Response` in the file is not an object")
+    if isinstance(body.get("Error"), dict):
+        raise ImportError_(f"the file is an error response ({body['Error'].get('Code')}), not a list of tasks")
+    items = body.get("TrainingTaskSet")
+    if not isinstance(items, list):
+        raise ImportError_("the file is a JSON object without a `Response.TrainingTaskSet` list")
+    yield from ((f"item {i}", item) for i, item in enumerate(items))
+
+
+def _known_members(value: Any, t: mi.Type) -> Any:
+    """`value` without the object members the wire type does not define, at any depth.
+
+    Tencent's own list items can carry members outside the public spec (spec §7: TaskType, Warnings,
+    ...); this server never emits them, so an export that has them still imports.
+    """
+    if isinstance(t, mi.UnionType):
+        t = next((x for x in t.types if not isinstance(x, mi.NoneType)), t)
+    if isinstance(t, mi.StructType) and isinstance(value, dict):
+        types = {f.name: f.type for f in t.fields}
+        return {k: _known_members(v, types[k]) for k, v in value.items() if k in types}
+    if isinstance(t, mi.ListType) and isinstance(value, list):
+        return [_known_members(v, t.item_type) for v in value]
+    return value
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first text holding U+0000 (PostgreSQL cannot store it; SQLite could), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        children: list[tuple[Any, Any]] = list(value.items())
+    elif isinstance(value, list):
+        children = list(enumerate(value))
+    else:
+        return None
+    for key, child in children:
+        if found := _nul_path(child, f"{path}.{key}" if path else str(key)):
+            return found
+    return None
 
 
 def to_task(label: str, raw: Any, *, uin: str, app_id: str, scope: Scope, offset_hours: int) -> Task:
     """One wire item as a stored task; ImportError_ names what is wrong."""
     try:
-        item = msgspec.convert(raw, TrainingTaskSetItem, strict=True)
+        item = msgspec.convert(_known_members(raw, _ITEM_TYPE), TrainingTaskSetItem, strict=True)
     except msgspec.ValidationError as err:
         raise ImportError_(f"{label}: {err}") from None
     if not item.Id or not TASK_ID.match(item.Id) or int(item.Id[6:]) >= 2**63:
         raise ImportError_(f"{label}: field `Id` must look like train-1329791605108055040, got {item.Id!r}")
     where = f"{label} ({item.Id})"
+    if nul := _nul_path(msgspec.to_builtins(item), ""):
+        raise ImportError_(f"{where}: field `{nul}` contains a NUL character")
     if not item.Name:
         raise ImportError_(f"{where}: field `Name` is missing")
     enums = {name: _enum(where, name, getattr(item, name)) for name in _ENUMS}
@@ -122,17 +174,19 @@ def _enum(where: str, name: str, value: str | None) -> str | None:
         return None
     canonical = ascii_upper(value)
     if canonical not in _ENUMS[name]:
-        raise ImportError_(
-            f"{where}: field `{name}` is {value!r}, not one of {', '.join(sorted(_ENUMS[name]))}"
-        )
+        raise ImportError_(f"{where}: field `{name}` is {value!r}, not one of {', '.join(sorted(_ENUMS[name]))}")
     return canonical
 
 
 def _time(where: str, name: str, value: str | None, offset_hours: int) -> int | None:
     try:
-        return timefmt.parse(value or "", offset_hours)
+        ts = timefmt.parse(value or "", offset_hours)
     except ValueError as err:
         raise ImportError_(f"{where}: field `{name}`: {err}") from None
+    if ts is not None and ts < 0:
+        # Stored times are Unix seconds with -1 meaning "unset" (store/schema.py): nothing before 1970.
+        raise ImportError_(f"{where}: field `{name}` is {value!r}, before 1970")
+    return ts
 
 
 def import_file(
