@@ -569,6 +569,9 @@ def test_describe_training_tasks_filter_count_limits(env: Env) -> None:
     c.load(item(c.id(1), "a"))
     ten = [flt("Name", *(f"v{i}" for i in range(99)), "a") for _ in range(10)]
     assert c.match(Filters=ten) == {c.id(1)}
+    ten_fuzzy = [flt("Name", *(f"%{i}_" for i in range(99)), "A", fuzzy=True) for _ in range(10)]
+    assert c.match(Filters=ten_fuzzy) == {c.id(1)}  # 1,000 LIKE terms: within both databases' limits
+    assert c.match(Filters=[flt("Name", *(f"v{i}" for i in range(100)), negative=True)] * 10) == {c.id(1)}
     assert c.error(Filters=[*ten, flt("Name", "a")]) == "InvalidParameterValue.LimitExceeded"
     assert c.error(Filters=[flt("Name", *(f"v{i}" for i in range(101)))]) == "InvalidParameterValue.LimitExceeded"
     tags = [{"TagKey": f"k{i}"} for i in range(11)]
@@ -576,6 +579,7 @@ def test_describe_training_tasks_filter_count_limits(env: Env) -> None:
     values = [{"TagKey": "k", "TagValues": [f"v{i}" for i in range(101)]}]
     assert c.error(TagFilters=values) == "InvalidParameterValue.LimitExceeded"
     assert c.match(TagFilters=[{"TagKey": f"k{i}"} for i in range(10)]) == set()
+    assert c.match(TagFilters=[{"TagKey": "k", "TagValues": [f"v{i}" for i in range(100)]}] * 10) == set()
 
 
 def test_describe_training_tasks_validation_order(env: Env) -> None:

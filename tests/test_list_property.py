@@ -227,7 +227,23 @@ def load(env: Env, data: st.DataObject) -> tuple[str, list[RefTask]]:
     path = env.workdir / f"{project}.json"
     path.write_text(json.dumps([wire for _, wire in specs]))
     import_file(env.store, path, uin=UIN, app_id=UIN, region=REGION, project=project, settings=env.settings)
+    # The same tasks under other ids in a neighbouring scope: the query must never see them.
+    decoys = [wire | {"Id": f"train-{int(wire['Id'][6:]) + DECOY_SHIFT}"} for _, wire in specs]
+    path.write_text(json.dumps(decoys))
+    uin, region, where = data.draw(st.sampled_from(NEIGHBOURS), label="decoy scope")
+    import_file(env.store, path, uin=uin, app_id=uin, region=region, project=where or project, settings=env.settings)
     return project, [ref for ref, _ in specs]
+
+
+DECOY_SHIFT = 5_000_000
+"""Added to an id number (k * 10**7 + serial, serial far below this) for the decoy copy."""
+NEIGHBOURS = [
+    ("100000000002", REGION, ""),  # another account, same workspace name
+    (UIN, "ap-shanghai", ""),  # another region
+    (UIN, REGION, "prop-neighbour"),  # another workspace
+    (UIN, REGION, "0"),  # the default workspace
+]
+"""(uin, region, project or "" for the example's own project name) of the decoy copies."""
 
 
 def check(env: Env, project: str, tasks: list[RefTask], query: dict[str, Any]) -> None:
