@@ -316,6 +316,8 @@ BAD_ITEMS: dict[str, tuple[dict[str, Any], str]] = {
     "bad-time": ({"CreateTime": "2025-13-01T00:00:00+08"}, "CreateTime"),
     "bad-time-shape": ({"StartTime": "yesterday"}, "StartTime"),
     "time-before-1970": ({"StartTime": "1969-12-31T23:59:59Z"}, "StartTime"),
+    "time-after-9999-in-beijing": ({"EndTime": "9999-12-31T23:59:59-08:00"}, "EndTime"),
+    "time-with-non-ascii-digits": ({"CreateTime": "２０２５-05-28T18:18:33+08"}, "CreateTime"),
     "bad-id": ({"Id": "task-1"}, "Id"),
     "id-with-leading-zero": ({"Id": "train-0100001"}, "Id"),
     "id-too-large": ({"Id": "train-99999999999999999999"}, "Id"),

@@ -186,6 +186,11 @@ def _time(where: str, name: str, value: str | None, offset_hours: int) -> int | 
     if ts is not None and ts < 0:
         # Stored times are Unix seconds with -1 meaning "unset" (store/schema.py): nothing before 1970.
         raise ImportError_(f"{where}: field `{name}` is {value!r}, before 1970")
+    try:
+        timefmt.render(ts, offset_hours)
+    except (ValueError, OverflowError, OSError):
+        # e.g. 9999-12-31T23:59:59-08:00 is year 10000 in Beijing: every list showing it would fail.
+        raise ImportError_(f"{where}: field `{name}` is {value!r}, beyond year 9999 on the wire") from None
     return ts
 
 

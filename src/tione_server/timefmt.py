@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-_SHAPE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?\s*(Z|[+-]\d\d(?::?\d\d)?)?$")
+# re.ASCII: without it \d also matches digits such as "２" and "٣", which int() then reads as numbers.
+_SHAPE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?\s*(Z|[+-]\d\d(?::?\d\d)?)?$", re.ASCII)
 
 
 def render(ts: int | None, offset_hours: int) -> str:
