@@ -666,6 +666,17 @@ def test_describe_training_tasks_items_have_every_field_never_null(env: Env) -> 
     assert bare["UpdateTime"] == bare["CreateTime"] == at(0)
 
 
+def test_describe_training_tasks_private_env_values_are_masked(env: Env) -> None:
+    c = env.case()
+    envs = [{"Name": "TOKEN", "Value": "s3cret", "IsPrivate": True}, {"Name": "EPOCHS", "Value": "3"}]
+    c.load(item(c.id(1)) | {"Envs": envs})
+    shown = c.raw()["TrainingTaskSet"][0]["Envs"]
+    assert shown == [
+        {"Name": "TOKEN", "Value": "******", "IsPrivate": True},
+        {"Name": "EPOCHS", "Value": "3", "IsPrivate": False},
+    ]
+
+
 def test_describe_training_tasks_times_are_beijing_wall_clock(env: Env) -> None:
     c = env.case()
     c.load(

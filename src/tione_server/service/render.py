@@ -12,6 +12,7 @@ from tione_server.models import Task, TaskStatus
 from tione_server.service.detail import is_live, live_list_fields
 
 ACTIVE_RUNTIME = frozenset({TaskStatus.RUNNING, TaskStatus.STOPPING})
+PRIVATE_VALUE = "******"
 
 
 def runtime_seconds(task: Task, now: float) -> int:
@@ -33,6 +34,12 @@ def list_item(task: Task, now: float, offset_hours: int, catalogue: Catalogue | 
     §4.3, §6.7); imported tasks are history and show what was imported.
     """
     data: dict[str, Any] = dict(task.doc)
+    # Spec §3.6/§7: a private variable's value is never shown. Created tasks store it masked already;
+    # an imported item may carry it in clear.
+    data["Envs"] = [
+        env | {"Value": PRIVATE_VALUE} if isinstance(env, dict) and env.get("IsPrivate") else env
+        for env in data.get("Envs") or []
+    ]
     if catalogue is not None and is_live(task):
         data.update(live_list_fields(task, catalogue))
     data.update(
