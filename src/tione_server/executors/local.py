@@ -100,8 +100,6 @@ class LocalExecutor:
         self.files = RunFiles(data_dir)
         self.cos_root = cos_root
         self.python = python
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._lock = threading.Lock()
 
     # -- submission: the run's directory --------------------------------------------------------
 
@@ -210,8 +208,9 @@ class LocalExecutor:
                         cwd=self.files.root(spec.run_id),
                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                     )
-                with self._lock:
-                    self._procs[pod.name] = proc
+                # Reap the supervisor when it exits, so it never lingers as a zombie of the server (state is
+                # read from its files and /proc, never from this handle).
+                threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
                 stat = proc_stat(proc.pid)
                 pod.pid, pod.pgid, pod.launched_at = proc.pid, proc.pid, now
                 pod.proc_start = stat[1] if stat else None
@@ -226,14 +225,7 @@ class LocalExecutor:
     def observe(self, spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
         return {p.name: self._observe(run.id, p, now) for p in run.pods if p.launched_at is not None or p.pid}
 
-    def _reap(self, name: str) -> None:
-        with self._lock:
-            proc = self._procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                del self._procs[name]
-
     def _observe(self, run_id: str, pod: Pod, now: float) -> Observation:
-        self._reap(pod.name)
         pod_dir = self.files.pod_dir(run_id, pod.name)
         info = _read_json(pod_dir / "pid")
         started = float(info["time"]) if info else None
