@@ -199,6 +199,10 @@ class Runner:
                 log.exception("runner: run %s failed to advance", run.id)
         changed |= self._schedule(items, now)
         self._finish_bookkeeping(items, now)
+        try:
+            self.store.fold_counts()  # keeps the unfolded count changes that every list reads small
+        except Exception:
+            log.exception("runner: folding task counts failed")
         self._busy = any(r.status in (TaskStatus.SUBMITTING, TaskStatus.STARTING) for r, _ in items)
         return changed
 

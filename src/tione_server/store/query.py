@@ -7,11 +7,11 @@ backends give the same answers.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, false, func, not_, or_, select, union_all
 from sqlalchemy.sql.elements import UnaryExpression
 
 from tione_server.models import FieldFilter, TagCondition, TaskQuery
-from tione_server.store.schema import task_tags, tasks
+from tione_server.store.schema import COUNTED, count_deltas, task_counts, task_tags, tasks
 
 MAX_OFFSET = 2**62
 """Offsets beyond this match nothing anyway; clamp so both databases can bind the value."""
@@ -30,8 +30,8 @@ def storable(values: tuple[str, ...]) -> list[str]:
     return [v for v in values if "\x00" not in v]
 
 
-def _field_condition(f: FieldFilter, dialect: str) -> ColumnElement[bool]:
-    column = tasks.c[f.column]
+def _field_condition(f: FieldFilter, dialect: str, table: Table = tasks) -> ColumnElement[bool]:
+    column = table.c[f.column]
     values = storable(f.values)
     cond: ColumnElement[bool]
     if not values:
@@ -82,3 +82,25 @@ def page(scope_id: int, query: TaskQuery, dialect: str) -> Select[tuple[str, ...
         .limit(query.limit)
         .offset(min(query.offset, MAX_OFFSET))
     )
+
+
+def countable(query: TaskQuery) -> bool:
+    """Whether task_counts can answer the query's TotalCount: it filters only on counted columns."""
+    return not query.tags and all(f.column in COUNTED for f in query.filters)
+
+
+def count_from_counts(scope_id: int, query: TaskQuery, dialect: str) -> Select[int]:
+    """TotalCount of a countable query: the same conditions over the kept counts and the unfolded deltas."""
+    parts = [
+        select(table.c[value].label("n")).where(
+            table.c.scope_id == scope_id, *(_field_condition(f, dialect, table) for f in query.filters)
+        )
+        for table, value in ((task_counts, "n"), (count_deltas, "d"))
+    ]
+    both = union_all(*parts).subquery()
+    return select(func.coalesce(func.sum(both.c.n), 0))
+
+
+def count_by_scan(scope_id: int, query: TaskQuery, dialect: str) -> Select[int]:
+    """TotalCount by counting the matching task rows."""
+    return select(func.count()).select_from(tasks).where(where(scope_id, query, dialect))

@@ -21,10 +21,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump with every change below; Store refuses a database of a newer version than it knows.
 
 2: runs, pods and metrics (executed tasks); version-1 databases gain them on open.
+3: task_counts, count_deltas, scope_changes and scopes.gen, kept current by triggers (store/counts.py);
+   older databases are migrated.
 """
 
 UNSET_TIME = -1
@@ -62,6 +64,8 @@ scopes = Table(
     Column("uin", _text(), nullable=False),
     Column("region", _text(), nullable=False),
     Column("project", _text(), nullable=False),
+    Column("gen", BigInteger, nullable=False, server_default="0"),
+    # gen: changes folded from scope_changes (store/counts.py); a scope's version is gen + its change rows.
     UniqueConstraint("uin", "region", "project", name="uq_scope"),
 )
 
@@ -88,6 +92,35 @@ Index("ix_tasks_update", tasks.c.scope_id, tasks.c.update_time, tasks.c.num)
 Index("ix_tasks_create", tasks.c.scope_id, tasks.c.create_time, tasks.c.num)
 Index("ix_tasks_start", tasks.c.scope_id, tasks.c.start_time, tasks.c.num)
 Index("ix_tasks_name", tasks.c.scope_id, tasks.c.name)
+
+COUNTED = ("status", "charge_type", "charge_status", "creator", "resource_group_id")
+"""The low-cardinality task columns whose combinations task_counts keeps counts for."""
+
+task_counts = Table(
+    "task_counts",
+    metadata,
+    Column("scope_id", Integer, primary_key=True),
+    *(Column(name, _text(), primary_key=True) for name in COUNTED),
+    Column("n", BigInteger, nullable=False),
+)
+
+count_deltas = Table(
+    "count_deltas",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope_id", Integer, nullable=False),
+    *(Column(name, _text(), nullable=False) for name in COUNTED),
+    Column("d", BigInteger, nullable=False),
+)
+Index("ix_count_deltas_scope", count_deltas.c.scope_id)
+
+scope_changes = Table(
+    "scope_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope_id", Integer, nullable=False),
+)
+Index("ix_scope_changes_scope", scope_changes.c.scope_id)
 
 task_tags = Table(
     "task_tags",

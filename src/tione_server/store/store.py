@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Row
 
 from tione_server.models import ApiKey, Scope, Task, TaskQuery
+from tione_server.store import counts
 from tione_server.store import query as q
 from tione_server.store.runs import RunStore
 from tione_server.store.schema import (
@@ -68,6 +69,7 @@ class Store(RunStore):
         self.dialect = self.engine.dialect.name
         self._scope_ids: dict[Scope, int] = {}
         self._scope_lock = threading.Lock()
+        self._counts = counts.CountCache()
         self._migrate()
 
     def close(self) -> None:
@@ -88,8 +90,10 @@ class Store(RunStore):
             elif int(found) > SCHEMA_VERSION:
                 raise SchemaTooNew(f"database schema {found} is newer than this server's {SCHEMA_VERSION}")
             elif int(found) < SCHEMA_VERSION:
-                # Versions so far only added tables, which create_all has just made.
+                # Version 2 only added tables, which create_all has just made; version 3 is done by
+                # counts.install below (a column, the triggers and the counts of stored tasks).
                 conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+            counts.install(conn, self.dialect, upgrading_from=None if found is None else int(found))
 
     def schema_version(self) -> int:
         """The version recorded in the database."""
@@ -197,6 +201,7 @@ class Store(RunStore):
             for scope in set(self._scope_ids) - cached:
                 self._scope_ids.pop(scope, None)
             raise
+        self.fold_counts()
         return count
 
     def _write_batch(self, conn: Connection, items: Sequence[Task]) -> None:
@@ -264,11 +269,29 @@ class Store(RunStore):
             sid = self._scope_id(conn, scope, create=False)
             if sid is None:
                 return [], 0
+            total = self._count(conn, sid, query)
+            if query.offset >= total:
+                return [], total
             rows = conn.execute(q.page(sid, query, self.dialect)).all()
-            total = conn.execute(
-                select(func.count()).select_from(tasks).where(q.where(sid, query, self.dialect))
-            ).scalar_one()
-        return [self._task(r, scope) for r in rows], int(total)
+        return [self._task(r, scope) for r in rows], total
+
+    def _count(self, conn: Connection, sid: int, query: TaskQuery) -> int:
+        """Exact TotalCount: from task_counts when it can answer, else cached per scope gen (counts.py)."""
+        if q.countable(query):
+            return int(conn.execute(q.count_from_counts(sid, query, self.dialect)).scalar_one())
+        version = int(conn.execute(text(counts.VERSION_SQL), {"sid": sid}).scalar_one())
+        key = (query.filters, query.tags)
+        total = self._counts.get(sid, key, version)
+        if total is None:
+            # The version was read first: the count is at least as new, so it is never served for a later one.
+            total = int(conn.execute(q.count_by_scan(sid, query, self.dialect)).scalar_one())
+            self._counts.put(sid, key, version, total)
+        return total
+
+    def fold_counts(self) -> None:
+        """Fold recorded count changes (counts.fold); the runner calls it every tick, imports when done."""
+        with self._tx() as conn:
+            counts.fold(conn, self.dialect)
 
     def get_task(self, scope: Scope, task_id: str) -> Task | None:
         """The scope's task with this Id, or None."""

@@ -1,0 +1,189 @@
+"""Exact TotalCount without scanning every match (issue: fast at a million tasks).
+
+- `task_counts` holds how many tasks each scope has per combination of the low-cardinality columns
+  (status, charge type, charge status, creator, resource group). A query filtering only on those is
+  counted by summing a few hundred rows, whatever the number of tasks.
+- A scope's *version* changes whenever one of its tasks is added, removed, or changes a filtered column
+  or its tags. Any other count (fuzzy names, ids, tag filters) is computed once and cached in this process
+  with the version it was computed at, and served again only while the version is unchanged.
+
+Database triggers keep both current for every writer (import, lifecycle actions, the runner, another
+replica). Writers only ever *insert* (into `count_deltas` and `scope_changes`), so they never wait on
+one another's counters and cannot deadlock over them; `fold` later moves those rows into `task_counts`
+and `scopes.gen`. Readers add the unfolded rows in the same statement, so every answer is exact.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+
+from sqlalchemy import Connection, inspect, text
+
+from tione_server.store.schema import COUNTED
+
+_COLS = ", ".join(COUNTED)
+_FILTERED = ("scope_id", "name", *COUNTED)
+
+
+def _values(prefix: str) -> str:
+    return ", ".join(f"{prefix}.{c}" for c in COUNTED)
+
+
+_SQLITE = [
+    f"""CREATE TRIGGER IF NOT EXISTS tione_tasks_ai AFTER INSERT ON tasks BEGIN
+      INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (NEW.scope_id, {_values("NEW")}, 1);
+      INSERT INTO scope_changes (scope_id) VALUES (NEW.scope_id);
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS tione_tasks_ad AFTER DELETE ON tasks BEGIN
+      INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (OLD.scope_id, {_values("OLD")}, -1);
+      INSERT INTO scope_changes (scope_id) VALUES (OLD.scope_id);
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS tione_tasks_au AFTER UPDATE OF {", ".join(_FILTERED)} ON tasks
+    WHEN {" OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _FILTERED)} BEGIN
+      INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (OLD.scope_id, {_values("OLD")}, -1);
+      INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (NEW.scope_id, {_values("NEW")}, 1);
+      INSERT INTO scope_changes (scope_id) VALUES (OLD.scope_id);
+      INSERT INTO scope_changes (scope_id) SELECT NEW.scope_id WHERE NEW.scope_id IS NOT OLD.scope_id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS tione_tags_ai AFTER INSERT ON task_tags BEGIN
+      INSERT INTO scope_changes (scope_id) SELECT scope_id FROM tasks WHERE num = NEW.num;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS tione_tags_ad AFTER DELETE ON task_tags BEGIN
+      INSERT INTO scope_changes (scope_id) SELECT scope_id FROM tasks WHERE num = OLD.num;
+    END""",
+]
+
+# PostgreSQL: statement-level triggers over transition tables, so a bulk write of N rows inserts one
+# grouped delta per combination instead of N rows.
+_PG_DIFF = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in _FILTERED)
+_PG_EMPTY = "SELECT * FROM tasks WHERE false"
+
+
+def _pg_function(name: str, *, old: str = _PG_EMPTY, new: str = _PG_EMPTY) -> str:
+    """A trigger function recording the rows `old` removed and the rows `new` added."""
+    return f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      WITH old_rows AS ({old}), new_rows AS ({new})
+      INSERT INTO count_deltas (scope_id, {_COLS}, d)
+        SELECT scope_id, {_COLS}, sum(d) FROM (
+          SELECT scope_id, {_COLS}, -1 AS d FROM old_rows
+          UNION ALL SELECT scope_id, {_COLS}, 1 AS d FROM new_rows
+        ) AS changes GROUP BY scope_id, {_COLS} HAVING sum(d) <> 0;
+      WITH old_rows AS ({old}), new_rows AS ({new})
+      INSERT INTO scope_changes (scope_id)
+        SELECT scope_id FROM old_rows UNION SELECT scope_id FROM new_rows;
+      RETURN NULL;
+    END $fn$"""
+
+
+_PG = [
+    _pg_function("tione_tasks_ins", new="SELECT * FROM inserted"),
+    _pg_function("tione_tasks_del", old="SELECT * FROM deleted"),
+    _pg_function(
+        "tione_tasks_upd",
+        old=f"SELECT o.* FROM before_rows o JOIN after_rows n ON o.num = n.num WHERE {_PG_DIFF}",
+        new=f"SELECT n.* FROM before_rows o JOIN after_rows n ON o.num = n.num WHERE {_PG_DIFF}",
+    ),
+    """CREATE OR REPLACE FUNCTION tione_tags_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      INSERT INTO scope_changes (scope_id)
+        SELECT DISTINCT t.scope_id FROM tasks t WHERE t.num IN (SELECT num FROM changed_tags);
+      RETURN NULL;
+    END $fn$""",
+    """CREATE OR REPLACE TRIGGER tione_tasks_ins AFTER INSERT ON tasks
+       REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION tione_tasks_ins()""",
+    """CREATE OR REPLACE TRIGGER tione_tasks_del AFTER DELETE ON tasks
+       REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION tione_tasks_del()""",
+    """CREATE OR REPLACE TRIGGER tione_tasks_upd AFTER UPDATE ON tasks
+       REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows
+       FOR EACH STATEMENT EXECUTE FUNCTION tione_tasks_upd()""",
+    """CREATE OR REPLACE TRIGGER tione_tags_ins AFTER INSERT ON task_tags
+       REFERENCING NEW TABLE AS changed_tags FOR EACH STATEMENT EXECUTE FUNCTION tione_tags_changed()""",
+    """CREATE OR REPLACE TRIGGER tione_tags_del AFTER DELETE ON task_tags
+       REFERENCING OLD TABLE AS changed_tags FOR EACH STATEMENT EXECUTE FUNCTION tione_tags_changed()""",
+]
+
+_UPSERT = f"""INSERT INTO task_counts (scope_id, {_COLS}, n)
+    SELECT scope_id, {_COLS}, sum(d) FROM {{source}} GROUP BY scope_id, {_COLS} ORDER BY scope_id, {_COLS}
+    ON CONFLICT (scope_id, {_COLS}) DO UPDATE SET n = task_counts.n + excluded.n"""
+_ADD_GEN = """UPDATE scopes SET gen = gen + agg.c
+    FROM (SELECT scope_id, count(*) AS c FROM {source} GROUP BY scope_id) AS agg WHERE scopes.id = agg.scope_id"""
+
+# PostgreSQL: one statement each (delete and apply in the same snapshot), so a delta committed during the
+# fold is either moved whole or left whole for the next one.
+_PG_FOLD = [
+    "WITH moved AS (DELETE FROM count_deltas WHERE id <= :upto RETURNING *) " + _UPSERT.replace("{source}", "moved"),
+    "WITH moved AS (DELETE FROM scope_changes WHERE id <= :upto RETURNING scope_id) "
+    + _ADD_GEN.replace("{source}", "moved"),
+]
+# SQLite has one writer at a time: inside the fold's write transaction nothing else can commit.
+_SQLITE_FOLD = [
+    _UPSERT.replace("{source}", "(SELECT * FROM count_deltas WHERE id <= :upto) AS moved WHERE true"),
+    "DELETE FROM count_deltas WHERE id <= :upto",
+    _ADD_GEN.replace("{source}", "(SELECT scope_id FROM scope_changes WHERE id <= :upto) AS moved"),
+    "DELETE FROM scope_changes WHERE id <= :upto",
+]
+
+VERSION_SQL = "SELECT gen + (SELECT count(*) FROM scope_changes WHERE scope_id = :sid) FROM scopes WHERE id = :sid"
+"""A scope's version: every change ever made to it, folded or not (read in one statement, one snapshot)."""
+
+
+def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> None:
+    """Create the triggers (idempotent); when upgrading an older database, add `scopes.gen` and fill
+    `task_counts` from the tasks already stored."""
+    if upgrading_from is not None and upgrading_from < 3:
+        if "gen" not in {c["name"] for c in inspect(conn).get_columns("scopes")}:
+            conn.exec_driver_sql("ALTER TABLE scopes ADD COLUMN gen BIGINT NOT NULL DEFAULT 0")
+        conn.exec_driver_sql("DELETE FROM task_counts")
+        conn.exec_driver_sql("DELETE FROM count_deltas")
+        conn.exec_driver_sql(
+            f"INSERT INTO task_counts (scope_id, {_COLS}, n) "
+            f"SELECT scope_id, {_COLS}, count(*) FROM tasks GROUP BY scope_id, {_COLS}"
+        )
+    for statement in _PG if dialect == "postgresql" else _SQLITE:
+        conn.execute(text(statement))
+
+
+def fold(conn: Connection, dialect: str) -> None:
+    """Move recorded deltas into `task_counts` and changes into `scopes.gen`, in the caller's transaction.
+
+    Readers add unfolded rows themselves, so folding changes no answer; it keeps what they add small.
+    """
+    if dialect == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7468797)")  # two folds never overlap
+    upto = conn.execute(
+        text("SELECT max(m) FROM (SELECT max(id) AS m FROM count_deltas UNION ALL SELECT max(id) FROM scope_changes) x")
+    ).scalar()
+    if upto is None:
+        return
+    for statement in _PG_FOLD if dialect == "postgresql" else _SQLITE_FOLD:
+        conn.execute(text(statement), {"upto": upto})
+    conn.execute(text("DELETE FROM task_counts WHERE n = 0"))
+
+
+class CountCache:
+    """Counts computed by scanning, remembered with the scope version they are exact for (bounded, LRU)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._entries: OrderedDict[tuple[int, Hashable], tuple[int, int]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, scope_id: int, key: Hashable, version: int) -> int | None:
+        """The cached count for this query, if it was computed at `version`."""
+        with self._lock:
+            entry = self._entries.get((scope_id, key))
+            if entry is None or entry[0] != version:
+                return None
+            self._entries.move_to_end((scope_id, key))
+            return entry[1]
+
+    def put(self, scope_id: int, key: Hashable, version: int, count: int) -> None:
+        """Remember a count computed at `version`."""
+        with self._lock:
+            self._entries[(scope_id, key)] = (version, count)
+            self._entries.move_to_end((scope_id, key))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
