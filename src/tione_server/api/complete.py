@@ -1,7 +1,8 @@
 """Fill every unset member of a wire object with its empty value, so responses never carry `null`.
 
 Spec §1.6: strings become "", numbers 0, booleans false, lists [], objects their own completed shape.
-Works from the generated types, so it covers every nested object the spec defines.
+Works from the generated types, so it covers every nested object the spec defines. The work is done on
+plain dicts against a per-type template and handed to msgspec once, since the list renders many items.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from msgspec import inspect
 
 S = TypeVar("S", bound=msgspec.Struct)
 
+# What a member holds: a nested object type, a list of one, or (None) anything else.
+_Kind = tuple[type[msgspec.Struct] | None, bool]
+
+
+def _inner(t: inspect.Type) -> inspect.Type:
+    if isinstance(t, inspect.UnionType):
+        return next(x for x in t.types if not isinstance(x, inspect.NoneType))
+    return t
+
 
 def _empty(t: inspect.Type) -> Any:
-    if isinstance(t, inspect.UnionType):
-        t = next(x for x in t.types if not isinstance(x, inspect.NoneType))
     if isinstance(t, inspect.StrType):
         return ""
     if isinstance(t, inspect.BoolType):
@@ -29,37 +37,55 @@ def _empty(t: inspect.Type) -> Any:
     if isinstance(t, inspect.ListType):
         return []
     if isinstance(t, inspect.StructType):
-        return complete(t.cls, {})
+        return _template(t.cls)
     raise TypeError(f"no empty value for {t}")
 
 
-def _inner(t: inspect.Type) -> inspect.Type:
-    if isinstance(t, inspect.UnionType):
-        return next(x for x in t.types if not isinstance(x, inspect.NoneType))
-    return t
+@cache
+def _kinds(cls: type[msgspec.Struct]) -> dict[str, _Kind]:
+    info = inspect.type_info(cls)
+    assert isinstance(info, inspect.StructType)
+    kinds: dict[str, _Kind] = {}
+    for f in info.fields:
+        t = _inner(f.type)
+        if isinstance(t, inspect.StructType):
+            kinds[f.name] = (t.cls, False)
+        elif isinstance(t, inspect.ListType) and isinstance(item := _inner(t.item_type), inspect.StructType):
+            kinds[f.name] = (item.cls, True)
+        else:
+            kinds[f.name] = (None, False)
+    return kinds
 
 
 @cache
-def _fields(cls: type[msgspec.Struct]) -> tuple[tuple[str, inspect.Type], ...]:
+def _template(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """Every member of `cls` at its empty value (nested objects completed); shared, never mutated."""
     info = inspect.type_info(cls)
     assert isinstance(info, inspect.StructType)
-    return tuple((f.name, _inner(f.type)) for f in info.fields)
+    return {f.name: _empty(_inner(f.type)) for f in info.fields}
+
+
+def _fill(cls: type[msgspec.Struct], data: dict[str, Any]) -> dict[str, Any]:
+    kinds = _kinds(cls)
+    out = dict(_template(cls))
+    for name, value in data.items():
+        kind = kinds.get(name)
+        if value is None or kind is None:
+            continue  # unset, or not a member of this object
+        sub, many = kind
+        if sub is None:
+            out[name] = value
+        elif many:
+            out[name] = [_fill(sub, _plain(v)) for v in value]
+        else:
+            out[name] = _fill(sub, _plain(value))
+    return out
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else msgspec.to_builtins(value)
 
 
 def complete(cls: type[S], data: dict[str, Any]) -> S:
     """Build `cls` from a plain dict (wire names), recursively filling unset members."""
-    values: dict[str, Any] = {}
-    for name, t in _fields(cls):
-        value = data.get(name)
-        if value is None:
-            values[name] = _empty(t)
-        elif isinstance(t, inspect.StructType):
-            values[name] = complete(t.cls, value if isinstance(value, dict) else msgspec.to_builtins(value))
-        elif isinstance(t, inspect.ListType) and isinstance(_inner(t.item_type), inspect.StructType):
-            item_cls = _inner(t.item_type).cls  # type: ignore[attr-defined]
-            values[name] = [
-                complete(item_cls, v if isinstance(v, dict) else msgspec.to_builtins(v)) for v in value
-            ]
-        else:
-            values[name] = value
-    return cls(**values)
+    return msgspec.convert(_fill(cls, data), cls)

@@ -168,7 +168,6 @@ class RunStore:
 
     engine: Engine
     dialect: str
-    _scope_ids: dict[Scope, int]
 
     def _tx(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -256,11 +255,7 @@ class RunStore:
                     )
                 conn.execute(insert(runs).values(**run_row(run)))
         except IntegrityError as err:
-            self._scope_ids.pop(task.scope, None)  # the scope row may have been rolled back with it
             raise IdTaken(task.id) from err
-        except Exception:
-            self._scope_ids.pop(task.scope, None)
-            raise
 
     def start_task(self, scope: Scope, task_id: str, run: Run, now: int, patch: dict[str, Any]) -> Outcome:
         """Begin a new run of a terminal task (spec §4.4): SUBMITTING, times reset, UpdateTime now."""

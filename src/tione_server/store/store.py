@@ -69,6 +69,7 @@ class Store(RunStore):
         self.dialect = self.engine.dialect.name
         self._scope_ids: dict[Scope, int] = {}
         self._scope_lock = threading.Lock()
+        self._pending = threading.local()  # scopes created by this thread's open transaction
         self._counts = counts.CountCache()
         self._migrate()
 
@@ -78,8 +79,14 @@ class Store(RunStore):
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A write transaction; scope ids it creates are cached only once it has committed."""
+        self._pending.scopes = {}
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+            self._scope_ids.update(self._pending.scopes)
+        finally:
+            self._pending.scopes = {}
 
     def _migrate(self) -> None:
         with self._tx() as conn:
@@ -157,19 +164,27 @@ class Store(RunStore):
     # -- scopes -----------------------------------------------------------------------------------
 
     def _scope_id(self, conn: Connection, scope: Scope, *, create: bool) -> int | None:
+        """The scope's row id, creating the row when asked. Ids are cached only once committed (see _tx):
+        a rolled-back id may be reused for another scope, and must never be served for this one."""
         sid = self._scope_ids.get(scope)
         if sid is not None:
             return sid
+        pending: dict[Scope, int] = getattr(self._pending, "scopes", {})
+        if scope in pending:
+            return pending[scope]
         cond = (scopes.c.uin == scope.uin, scopes.c.region == scope.region, scopes.c.project == scope.project)
         sid = conn.execute(select(scopes.c.id).where(*cond)).scalar()
-        if sid is None:
-            if not create:
-                return None
-            with self._scope_lock:
-                sid = conn.execute(
-                    insert(scopes).values(uin=scope.uin, region=scope.region, project=scope.project)
-                ).inserted_primary_key[0]  # type: ignore[index]
-        self._scope_ids[scope] = int(sid)
+        if sid is not None:
+            self._scope_ids[scope] = int(sid)  # another transaction's row, visible: committed
+            return int(sid)
+        if not create:
+            return None
+        with self._scope_lock:
+            sid = conn.execute(
+                insert(scopes).values(uin=scope.uin, region=scope.region, project=scope.project)
+            ).inserted_primary_key[0]  # type: ignore[index]
+        pending[scope] = int(sid)
+        self._pending.scopes = pending
         return int(sid)
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -177,30 +192,21 @@ class Store(RunStore):
     def put_tasks(self, items: Iterable[Task], progress: Any = None) -> int:
         """Insert tasks, replacing any stored task with the same Id, all in one transaction."""
         count = 0
-        cached = set(self._scope_ids)
-        try:
-            with self._tx() as conn:
-                batch: list[Task] = []
-                for task in items:
-                    batch.append(task)
-                    if len(batch) >= BATCH:
-                        self._write_batch(conn, batch)
-                        count += len(batch)
-                        if progress is not None:
-                            progress(len(batch))
-                        batch = []
-                if batch:
+        with self._tx() as conn:
+            batch: list[Task] = []
+            for task in items:
+                batch.append(task)
+                if len(batch) >= BATCH:
                     self._write_batch(conn, batch)
                     count += len(batch)
                     if progress is not None:
                         progress(len(batch))
-        except BaseException:
-            # Scopes first seen in this call were inserted by the rolled-back transaction: forget their
-            # ids, or the next put would file its tasks under a scope row that no longer exists (or,
-            # on SQLite, under whichever scope reuses that id).
-            for scope in set(self._scope_ids) - cached:
-                self._scope_ids.pop(scope, None)
-            raise
+                    batch = []
+            if batch:
+                self._write_batch(conn, batch)
+                count += len(batch)
+                if progress is not None:
+                    progress(len(batch))
         self.fold_counts()
         return count
 
