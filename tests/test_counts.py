@@ -176,16 +176,10 @@ def test_counts_are_rebuilt_when_upgrading_a_version_2_database(database_url: st
     # Make it look like a version-2 database: no counts, no triggers, no gen column.
     with store.engine.begin() as conn:
         if store.dialect == "postgresql":
-            for trig, table in [
-                ("tione_tasks_ins", "tasks"),
-                ("tione_tasks_del", "tasks"),
-                ("tione_tasks_upd", "tasks"),
-                ("tione_tags_ins", "task_tags"),
-                ("tione_tags_del", "task_tags"),
-            ]:
-                conn.execute(text(f"DROP TRIGGER {trig} ON {table}"))
+            for trig in ("tione_tasks_ins", "tione_tasks_del", "tione_tasks_upd"):
+                conn.execute(text(f"DROP TRIGGER {trig} ON tasks"))
         else:
-            for trig in ("tione_tasks_ai", "tione_tasks_ad", "tione_tasks_au", "tione_tags_ai", "tione_tags_ad"):
+            for trig in ("tione_tasks_ai", "tione_tasks_ad", "tione_tasks_au"):
                 conn.execute(text(f"DROP TRIGGER {trig}"))
         conn.execute(delete(task_counts))
         conn.execute(text("ALTER TABLE scopes DROP COLUMN gen"))

@@ -299,7 +299,6 @@ def test_import_reports_progress(env: Env) -> None:
     assert c.listed(Limit=1)[1] == 4501
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py `import` passes no progress callback yet; remove this mark once it does")
 def test_import_cli_shows_progress_on_stderr_for_large_files(env: Env) -> None:
     c = env.case()
     done = c.run(c.write("large.jsonl", lines(*(c.item(k) for k in range(1, 5001)))))

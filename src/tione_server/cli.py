@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -181,14 +182,45 @@ def import_(file: Path, uin: str, region: str, project: str | None, app_id: str 
     _require_digits(uin, "--uin")
     settings = _settings(database_url=database)
     store = Store(settings.database_url)
+    progress = _Progress()
     try:
         count = import_file(
-            store, file, uin=uin, app_id=app_id or uin, region=region, project=project, settings=settings
+            store,
+            file,
+            uin=uin,
+            app_id=app_id or uin,
+            region=region,
+            project=project,
+            settings=settings,
+            progress=progress,
         )
     except ImportError_ as err:
+        progress.end()
         click.echo(f"Import failed, nothing was imported: {err}", err=True)
         sys.exit(1)
+    progress.end()
     click.echo(f"Imported {count} task(s).")
+
+
+class _Progress:
+    """Tasks read so far and the rate, on stderr: redrawn in place on a terminal, a line per batch otherwise."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.started = time.monotonic()
+        self.shown = False
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, batch: int) -> None:
+        self.done += batch
+        rate = self.done / max(time.monotonic() - self.started, 1e-6)
+        line = f"imported {self.done} tasks ({rate:.0f}/s)"
+        click.echo(f"\r{line}" if self.tty else line, err=True, nl=not self.tty)
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown and self.tty:
+            click.echo("", err=True)
 
 
 def _require_digits(value: str, option: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 # re.ASCII: without it \d also matches digits such as "２" and "٣", which int() then reads as numbers.
@@ -10,12 +11,20 @@ _SHAPE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?\s
 
 
 def render(ts: int | None, offset_hours: int) -> str:
-    """Unix seconds -> `YYYY-MM-DDTHH:MM:SS+HH` in the configured offset; None -> ""."""
+    """Unix seconds -> `YYYY-MM-DDTHH:MM:SS+HH` in the configured offset; None -> "".
+
+    time.strftime over time.gmtime: a few times faster than datetime, and the list renders four per item.
+    """
     if ts is None:
         return ""
-    tz = timezone(timedelta(hours=offset_hours))
-    sign = "+" if offset_hours >= 0 else "-"
-    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%dT%H:%M:%S") + f"{sign}{abs(offset_hours):02d}"
+    t = time.gmtime(ts + offset_hours * 3600)
+    if t.tm_year > 9999:
+        raise ValueError(f"{ts} is past year 9999 at offset {offset_hours}")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + _suffix(offset_hours)
+
+
+def _suffix(offset_hours: int) -> str:
+    return f"{'+' if offset_hours >= 0 else '-'}{abs(offset_hours):02d}"
 
 
 def parse(text: str, default_offset_hours: int) -> int | None:

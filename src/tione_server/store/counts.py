@@ -3,9 +3,11 @@
 - `task_counts` holds how many tasks each scope has per combination of the low-cardinality columns
   (status, charge type, charge status, creator, resource group). A query filtering only on those is
   counted by summing a few hundred rows, whatever the number of tasks.
-- A scope's *version* changes whenever one of its tasks is added, removed, or changes a filtered column
-  or its tags. Any other count (fuzzy names, ids, tag filters) is computed once and cached in this process
-  with the version it was computed at, and served again only while the version is unchanged.
+- A scope's *version* changes whenever one of its tasks is added, removed, or changes a filtered column.
+  Tags are written only together with their task's row (import replaces the row, create inserts it,
+  delete removes it), so tag changes move the version too. Any other count (fuzzy names, ids, tag
+  filters) is computed once and cached in this process with the version it was computed at, and served
+  again only while the version is unchanged.
 
 Database triggers keep both current for every writer (import, lifecycle actions, the runner, another
 replica). Writers only ever *insert* (into `count_deltas` and `scope_changes`), so they never wait on
@@ -47,12 +49,6 @@ _SQLITE = [
       INSERT INTO scope_changes (scope_id) VALUES (OLD.scope_id);
       INSERT INTO scope_changes (scope_id) SELECT NEW.scope_id WHERE NEW.scope_id IS NOT OLD.scope_id;
     END""",
-    """CREATE TRIGGER IF NOT EXISTS tione_tags_ai AFTER INSERT ON task_tags BEGIN
-      INSERT INTO scope_changes (scope_id) SELECT scope_id FROM tasks WHERE num = NEW.num;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS tione_tags_ad AFTER DELETE ON task_tags BEGIN
-      INSERT INTO scope_changes (scope_id) SELECT scope_id FROM tasks WHERE num = OLD.num;
-    END""",
 ]
 
 # PostgreSQL: statement-level triggers over transition tables, so a bulk write of N rows inserts one
@@ -86,12 +82,6 @@ _PG = [
         old=f"SELECT o.* FROM before_rows o JOIN after_rows n ON o.num = n.num WHERE {_PG_DIFF}",
         new=f"SELECT n.* FROM before_rows o JOIN after_rows n ON o.num = n.num WHERE {_PG_DIFF}",
     ),
-    """CREATE OR REPLACE FUNCTION tione_tags_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
-    BEGIN
-      INSERT INTO scope_changes (scope_id)
-        SELECT DISTINCT t.scope_id FROM tasks t WHERE t.num IN (SELECT num FROM changed_tags);
-      RETURN NULL;
-    END $fn$""",
     """CREATE OR REPLACE TRIGGER tione_tasks_ins AFTER INSERT ON tasks
        REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION tione_tasks_ins()""",
     """CREATE OR REPLACE TRIGGER tione_tasks_del AFTER DELETE ON tasks
@@ -99,10 +89,6 @@ _PG = [
     """CREATE OR REPLACE TRIGGER tione_tasks_upd AFTER UPDATE ON tasks
        REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows
        FOR EACH STATEMENT EXECUTE FUNCTION tione_tasks_upd()""",
-    """CREATE OR REPLACE TRIGGER tione_tags_ins AFTER INSERT ON task_tags
-       REFERENCING NEW TABLE AS changed_tags FOR EACH STATEMENT EXECUTE FUNCTION tione_tags_changed()""",
-    """CREATE OR REPLACE TRIGGER tione_tags_del AFTER DELETE ON task_tags
-       REFERENCING OLD TABLE AS changed_tags FOR EACH STATEMENT EXECUTE FUNCTION tione_tags_changed()""",
 ]
 
 _UPSERT = f"""INSERT INTO task_counts (scope_id, {_COLS}, n)
