@@ -106,9 +106,7 @@ class Server:
         k = key or self.key
         hp = HttpProfile(endpoint=self.endpoint, protocol="http", reqMethod=req_method)
         cp = ClientProfile(httpProfile=hp, signMethod=sign_method, language="en-US")
-        return CommonClient(
-            "tione", "2021-11-11", credential.Credential(k.secret_id, k.secret_key), region, cp
-        )
+        return CommonClient("tione", "2021-11-11", credential.Credential(k.secret_id, k.secret_key), region, cp)
 
     def call(self, action: str, params: dict[str, Any], key: Key | None = None, **kw: Any) -> dict[str, Any]:
         """call_json through CommonClient; returns the `Response` object (raises on an error reply)."""

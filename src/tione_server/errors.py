@@ -134,9 +134,7 @@ class InvalidAuthorization(ApiError):
     code = "AuthFailure.InvalidAuthorization"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(
-            f"The request `Authorization` header does not conform to tencentcloud standards: {detail}."
-        )
+        super().__init__(f"The request `Authorization` header does not conform to tencentcloud standards: {detail}.")
 
 
 class InvalidSecretId(ApiError):
