@@ -102,6 +102,8 @@ class Task:
     end_time: int | None = None
     tags: list[tuple[str, str]] = field(default_factory=list)
     doc: dict[str, Any] = field(default_factory=dict)
+    doc_json: str = field(default="", compare=False, repr=False)
+    """The stored text of `doc` and tags when read from the store: identifies their content (render cache)."""
 
     @property
     def num(self) -> int:

@@ -89,3 +89,13 @@ def _plain(value: Any) -> dict[str, Any]:
 def complete(cls: type[S], data: dict[str, Any]) -> S:
     """Build `cls` from a plain dict (wire names), recursively filling unset members."""
     return msgspec.convert(_fill(cls, data), cls)
+
+
+def complete_member(cls: type[msgspec.Struct], name: str, value: Any) -> Any:
+    """One member's value as `cls` holds it: nested objects built and completed, anything else as is."""
+    sub, many = _kinds(cls)[name]
+    if sub is None:
+        return value
+    if many:
+        return [msgspec.convert(_fill(sub, _plain(v)), sub) for v in value]
+    return msgspec.convert(_fill(sub, _plain(value)), sub)

@@ -9,13 +9,28 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, text, update
-from sqlalchemy.engine import Row
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import CursorResult, Row
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 from tione_server.models import ApiKey, Scope, Task, TaskQuery
 from tione_server.store import counts
@@ -36,6 +51,7 @@ _ALNUM = string.ascii_letters + string.digits
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
 BATCH = 2000
+COMPILED_CACHE_SIZE = 1024
 
 
 class SchemaTooNew(RuntimeError):
@@ -51,13 +67,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, autocommit: bool = False) -> Engine:
     """An engine for a `sqlite:///` or `postgresql+psycopg://` URL, tuned for this service."""
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout on the hottest path; a connection the server dropped
+    # fails one request and is replaced (SQLAlchemy invalidates it), and recycling retires idle ones first.
+    return create_engine(url, pool_size=8, max_overflow=8, pool_recycle=1800, **options)
 
 
 class Store(RunStore):
@@ -67,15 +86,26 @@ class Store(RunStore):
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        # Hot reads use their own pool in autocommit: no BEGIN/ROLLBACK round trips around a key lookup or a
+        # list page (each statement still sees one consistent snapshot).
+        self._reader = make_engine(url, autocommit=True)
         self._scope_ids: dict[Scope, int] = {}
         self._scope_lock = threading.Lock()
         self._pending = threading.local()  # scopes created by this thread's open transaction
         self._counts = counts.CountCache()
+        self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
+        self._compiled_lock = threading.Lock()
+        key_sql = (
+            select(*api_keys.c).where(api_keys.c.secret_id == bindparam("sid")).compile(dialect=self.engine.dialect)
+        )
+        self._key_sql = key_sql.string
+        self._key_params: Callable[[str], Any] = (lambda v: (v,)) if key_sql.positional else (lambda v: {"sid": v})
         self._migrate()
 
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+        self._reader.dispose()
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -134,10 +164,13 @@ class Store(RunStore):
         return key
 
     def get_key(self, secret_id: str) -> ApiKey | None:
-        """The key with this SecretId, revoked or not; None when unknown."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(*api_keys.c).where(api_keys.c.secret_id == secret_id)).first()
-        return None if row is None else ApiKey(**row._mapping)
+        """The key with this SecretId, revoked or not; None when unknown. Read on every request (revoking
+        takes effect at once), so the statement is compiled once."""
+        with self._reader.connect() as conn:
+            row = conn.exec_driver_sql(self._key_sql, self._key_params(secret_id)).first()
+        if row is None:
+            return None
+        return ApiKey(**{**row._mapping, "revoked": bool(row.revoked)})  # raw SQLite gives 0/1
 
     def list_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
@@ -267,32 +300,53 @@ class Store(RunStore):
             end_time=None if m["end_time"] == UNSET_TIME else m["end_time"],
             tags=tags,
             doc=doc,
+            doc_json=m["doc"],
         )
 
     def list_tasks(self, scope: Scope, query: TaskQuery) -> tuple[list[Task], int]:
         """One page of the scope's tasks matching the query, and the number of all matches."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             sid = self._scope_id(conn, scope, create=False)
             if sid is None:
                 return [], 0
             total = self._count(conn, sid, query)
             if query.offset >= total:
                 return [], total
-            rows = conn.execute(q.page(sid, query, self.dialect)).all()
+            rows = self._run(conn, ("page", sid, query), lambda: q.page(sid, query, self.dialect)).all()
         return [self._task(r, scope) for r in rows], total
 
     def _count(self, conn: Connection, sid: int, query: TaskQuery) -> int:
-        """Exact TotalCount: from task_counts when it can answer, else cached per scope gen (counts.py)."""
+        """Exact TotalCount: from task_counts when it can answer, else cached per scope version (counts.py)."""
         if q.countable(query):
-            return int(conn.execute(q.count_from_counts(sid, query, self.dialect)).scalar_one())
+            built = lambda: q.count_from_counts(sid, query, self.dialect)  # noqa: E731
+            return int(self._run(conn, ("counted", sid, query), built).scalar_one())
         version = int(conn.execute(text(counts.VERSION_SQL), {"sid": sid}).scalar_one())
         key = (query.filters, query.tags)
         total = self._counts.get(sid, key, version)
         if total is None:
             # The version was read first: the count is at least as new, so it is never served for a later one.
-            total = int(conn.execute(q.count_by_scan(sid, query, self.dialect)).scalar_one())
+            built = lambda: q.count_by_scan(sid, query, self.dialect)  # noqa: E731
+            total = int(self._run(conn, ("scanned", sid, query), built).scalar_one())
             self._counts.put(sid, key, version, total)
         return total
+
+    def _run(self, conn: Connection, key: Hashable, build: Callable[[], ClauseElement]) -> CursorResult[Any]:
+        """Execute a statement compiled once per key: dashboards repeat the same few queries, and building
+        and compiling a SQLAlchemy statement costs more than running it."""
+        with self._compiled_lock:
+            found = self._compiled.get(key)
+            if found is not None:
+                self._compiled.move_to_end(key)
+        if found is None:
+            c = build().compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+            assert isinstance(c, SQLCompiler)
+            params: Any = tuple(c.params[n] for n in c.positiontup or ()) if c.positional else dict(c.params)
+            found = (c.string, params)
+            with self._compiled_lock:
+                self._compiled[key] = found
+                while len(self._compiled) > COMPILED_CACHE_SIZE:
+                    self._compiled.popitem(last=False)
+        return conn.exec_driver_sql(*found)
 
     def fold_counts(self) -> None:
         """Fold recorded count changes (counts.fold); the runner calls it every tick, imports when done."""
