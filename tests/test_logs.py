@@ -165,6 +165,13 @@ def test_push_training_metrics(logged: tuple[Server, str, str]) -> None:
     assert error_code(lambda: srv.call("PushTrainingMetrics", {"Data": [unknown]})) == "InvalidParameter"
     many = point | {"Points": [{"Name": f"m{i}", "Value": 1.0} for i in range(11)]}
     assert error_code(lambda: srv.call("PushTrainingMetrics", {"Data": [many]})) == "InvalidParameter"
+    # Spec §4.9: a missing TaskId, or a point without Name or Value, is InvalidParameter (not MissingParameter).
+    no_task = {k: v for k, v in point.items() if k != "TaskId"}
+    assert error_code(lambda: srv.call("PushTrainingMetrics", {"Data": [no_task]})) == "InvalidParameter"
+    for member in ("Name", "Value"):
+        bad_point = {k: v for k, v in {"Name": "loss", "Value": 0.5}.items() if k != member}
+        bad = point | {"Points": [bad_point]}
+        assert error_code(lambda bad=bad: srv.call("PushTrainingMetrics", {"Data": [bad]})) == "InvalidParameter"
     # The task does not change.
     assert srv.call("DescribeTrainingTask", {"Id": task_id})["TrainingTaskDetail"]["Status"] == "SUCCEED"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from tione_server.api._generated import REQUIRED, Action
+from tione_server.api._generated import REQUIRED, Action, DataPoint, MetricData
 from tione_server.errors import InvalidParameter, InvalidParameterValue, MissingParameter, UnknownParameter
 
 COMMON_PARAMETERS = frozenset(
@@ -27,6 +27,12 @@ COMMON_PARAMETERS = frozenset(
 
 _INDEX = re.compile(r"[0-9]+")  # fullmatch, ASCII only: str.isdigit() also admits `²`
 _AT = " - at `$"
+REQUIRED_BUT_INVALID: frozenset[tuple[type[msgspec.Struct], str]] = frozenset(
+    {(MetricData, "TaskId"), (DataPoint, "Name"), (DataPoint, "Value")}
+)
+"""Required members whose absence answers InvalidParameter: PushTrainingMetrics declares no MissingParameter
+(spec §4.9)."""
+
 _UNKNOWN = re.compile(r"Object contains unknown field `(.*)`", re.DOTALL)  # fullmatch: names may hold ` or \n
 _MISSING = re.compile(r"Object missing required field `(.*)`", re.DOTALL)
 _decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[Any]] = {}
@@ -79,7 +85,10 @@ def _check_required(obj: Any, path: str) -> None:
         return
     for name in REQUIRED.get(type(obj), ()):
         if getattr(obj, name) is None:
-            raise MissingParameter(f"{path}.{name}" if path else name)
+            where = f"{path}.{name}" if path else name
+            if (type(obj), name) in REQUIRED_BUT_INVALID:
+                raise InvalidParameter(f"Parameter `{where}` is required.")
+            raise MissingParameter(where)
     for name in obj.__struct_fields__:
         value = getattr(obj, name)
         if isinstance(value, msgspec.Struct | list | str):

@@ -34,15 +34,15 @@ def _values(prefix: str) -> str:
 
 
 _SQLITE = [
-    f"""CREATE TRIGGER IF NOT EXISTS tione_tasks_ai AFTER INSERT ON tasks BEGIN
+    f"""CREATE TRIGGER tione_tasks_ai AFTER INSERT ON tasks BEGIN
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (NEW.scope_id, {_values("NEW")}, 1);
       INSERT INTO scope_changes (scope_id) VALUES (NEW.scope_id);
     END""",
-    f"""CREATE TRIGGER IF NOT EXISTS tione_tasks_ad AFTER DELETE ON tasks BEGIN
+    f"""CREATE TRIGGER tione_tasks_ad AFTER DELETE ON tasks BEGIN
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (OLD.scope_id, {_values("OLD")}, -1);
       INSERT INTO scope_changes (scope_id) VALUES (OLD.scope_id);
     END""",
-    f"""CREATE TRIGGER IF NOT EXISTS tione_tasks_au AFTER UPDATE OF {", ".join(_FILTERED)} ON tasks
+    f"""CREATE TRIGGER tione_tasks_au AFTER UPDATE OF {", ".join(_FILTERED)} ON tasks
     WHEN {" OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _FILTERED)} BEGIN
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (OLD.scope_id, {_values("OLD")}, -1);
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (NEW.scope_id, {_values("NEW")}, 1);
@@ -128,6 +128,10 @@ def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> No
             f"INSERT INTO task_counts (scope_id, {_COLS}, n) "
             f"SELECT scope_id, {_COLS}, count(*) FROM tasks GROUP BY scope_id, {_COLS}"
         )
+    if dialect != "postgresql":
+        # SQLite has no CREATE OR REPLACE TRIGGER: drop first, so a server always runs its own definitions.
+        for name in ("tione_tasks_ai", "tione_tasks_ad", "tione_tasks_au"):
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
     for statement in _PG if dialect == "postgresql" else _SQLITE:
         conn.execute(text(statement))
 

@@ -10,7 +10,7 @@ import string
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import CursorResult, Row
+from sqlalchemy.engine import Row
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -52,6 +52,20 @@ _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
 BATCH = 2000
 COMPILED_CACHE_SIZE = 1024
+
+
+TASK_COLUMNS = tuple(c.name for c in tasks.c)
+KEY_COLUMNS = tuple(c.name for c in api_keys.c)
+
+
+def _fetch(conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    """Run compiled SQL on the connection's DBAPI cursor and return plain tuples."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 class SchemaTooNew(RuntimeError):
@@ -167,10 +181,11 @@ class Store(RunStore):
         """The key with this SecretId, revoked or not; None when unknown. Read on every request (revoking
         takes effect at once), so the statement is compiled once."""
         with self._reader.connect() as conn:
-            row = conn.exec_driver_sql(self._key_sql, self._key_params(secret_id)).first()
-        if row is None:
+            rows = _fetch(conn, self._key_sql, self._key_params(secret_id))
+        if not rows:
             return None
-        return ApiKey(**{**row._mapping, "revoked": bool(row.revoked)})  # raw SQLite gives 0/1
+        found = dict(zip(KEY_COLUMNS, rows[0], strict=True))
+        return ApiKey(**{**found, "revoked": bool(found["revoked"])})  # raw SQLite gives 0/1
 
     def list_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
@@ -280,8 +295,8 @@ class Store(RunStore):
         }
 
     @staticmethod
-    def _task(row: Row[Any], scope: Scope) -> Task:
-        m = row._mapping
+    def _task(row: Row[Any] | Mapping[str, Any], scope: Scope) -> Task:
+        m = row._mapping if isinstance(row, Row) else row
         doc = _json_decode(m["doc"])
         tags = [(k, v) for k, v in doc.pop("Tags", [])]
         return Task(
@@ -312,27 +327,28 @@ class Store(RunStore):
             total = self._count(conn, sid, query)
             if query.offset >= total:
                 return [], total
-            rows = self._run(conn, ("page", sid, query), lambda: q.page(sid, query, self.dialect)).all()
-        return [self._task(r, scope) for r in rows], total
+            rows = self._run(conn, ("page", sid, query), lambda: q.page(sid, query, self.dialect))
+        return [self._task(dict(zip(TASK_COLUMNS, r, strict=True)), scope) for r in rows], total
 
     def _count(self, conn: Connection, sid: int, query: TaskQuery) -> int:
         """Exact TotalCount: from task_counts when it can answer, else cached per scope version (counts.py)."""
         if q.countable(query):
             built = lambda: q.count_from_counts(sid, query, self.dialect)  # noqa: E731
-            return int(self._run(conn, ("counted", sid, query), built).scalar_one())
+            return int(self._run(conn, ("counted", sid, query), built)[0][0])
         version = int(conn.execute(text(counts.VERSION_SQL), {"sid": sid}).scalar_one())
         key = (query.filters, query.tags)
         total = self._counts.get(sid, key, version)
         if total is None:
             # The version was read first: the count is at least as new, so it is never served for a later one.
             built = lambda: q.count_by_scan(sid, query, self.dialect)  # noqa: E731
-            total = int(self._run(conn, ("scanned", sid, query), built).scalar_one())
+            total = int(self._run(conn, ("scanned", sid, query), built)[0][0])
             self._counts.put(sid, key, version, total)
         return total
 
-    def _run(self, conn: Connection, key: Hashable, build: Callable[[], ClauseElement]) -> CursorResult[Any]:
-        """Execute a statement compiled once per key: dashboards repeat the same few queries, and building
-        and compiling a SQLAlchemy statement costs more than running it."""
+    def _run(self, conn: Connection, key: Hashable, build: Callable[[], ClauseElement]) -> list[tuple[Any, ...]]:
+        """The rows of a statement compiled once per key, fetched through the driver's own cursor:
+        dashboards repeat the same few queries, and building, compiling and wrapping a SQLAlchemy statement
+        and its result costs more than running it."""
         with self._compiled_lock:
             found = self._compiled.get(key)
             if found is not None:
@@ -346,7 +362,7 @@ class Store(RunStore):
                 self._compiled[key] = found
                 while len(self._compiled) > COMPILED_CACHE_SIZE:
                     self._compiled.popitem(last=False)
-        return conn.exec_driver_sql(*found)
+        return _fetch(conn, *found)
 
     def fold_counts(self) -> None:
         """Fold recorded count changes (counts.fold); the runner calls it every tick, imports when done."""
