@@ -136,6 +136,23 @@ class Executor(Protocol):
         ...
 
 
+class FileBackedRuns:
+    """What executors that keep runs under RunFiles share: removing a run, reading a pod's log."""
+
+    files: RunFiles
+
+    def remove(self, run_id: str) -> None:
+        """Delete the run's files (working directory and logs)."""
+        self.files.remove(run_id)
+
+    def read_log(
+        self, run_id: str, pod: str, stream: str, *, start_ns: int = 0, end_ns: int = END, descending: bool = False
+    ) -> Iterator[LogLine]:
+        """One pod's stream within [start_ns, end_ns], oldest (or newest) first; nothing when there is no log."""
+        if stream in STREAMS:
+            yield from self.files.read_log(run_id, pod, stream, start_ns=start_ns, end_ns=end_ns, descending=descending)
+
+
 class RunFiles:
     """The on-disk layout of runs under the data directory: `runs/<run id>/{code,mnt,pods,logs}`."""
 

@@ -21,16 +21,14 @@ import sys
 import tarfile
 import threading
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tione_server.executors import podwrap
 from tione_server.executors.base import (
-    END,
-    STREAMS,
+    FileBackedRuns,
     LaunchError,
-    LogLine,
     Mount,
     Observation,
     RunFiles,
@@ -91,7 +89,7 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TIONE_")}
 
 
-class LocalExecutor:
+class LocalExecutor(FileBackedRuns):
     """Runs pods as local process groups; see the module docstring."""
 
     name = "local"
@@ -268,15 +266,6 @@ class LocalExecutor:
         sig = signal.SIGKILL if kill else signal.SIGTERM
         for pod in pods:
             self._killpg(pod, sig, run.id)
-
-    def remove(self, run_id: str) -> None:
-        self.files.remove(run_id)
-
-    def read_log(
-        self, run_id: str, pod: str, stream: str, *, start_ns: int = 0, end_ns: int = END, descending: bool = False
-    ) -> Iterator[LogLine]:
-        if stream in STREAMS:
-            yield from self.files.read_log(run_id, pod, stream, start_ns=start_ns, end_ns=end_ns, descending=descending)
 
 
 class _SubmitFailed(Exception):

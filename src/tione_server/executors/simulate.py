@@ -12,13 +12,12 @@ times kept in the database, so the timeline survives a restart.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from tione_server.executors.base import (
-    END,
     STREAMS,
-    LogLine,
+    FileBackedRuns,
     Observation,
     PodSpec,
     RunFiles,
@@ -33,7 +32,7 @@ TERM_EXIT = 128 + 15
 """Exit code of a pod ended by SIGTERM."""
 
 
-class SimulateExecutor:
+class SimulateExecutor(FileBackedRuns):
     """Timeline-driven pods; see the module docstring."""
 
     name = "simulate"
@@ -124,15 +123,6 @@ class SimulateExecutor:
                 for line in kept:
                     write_log_line(path, line.ns, line.text)
             write_log_line(self.files.log(spec.run_id, pod.name, "stdout"), _ns(now), "[simulate] terminated")
-
-    def remove(self, run_id: str) -> None:
-        self.files.remove(run_id)
-
-    def read_log(
-        self, run_id: str, pod: str, stream: str, *, start_ns: int = 0, end_ns: int = END, descending: bool = False
-    ) -> Iterator[LogLine]:
-        if stream in STREAMS:
-            yield from self.files.read_log(run_id, pod, stream, start_ns=start_ns, end_ns=end_ns, descending=descending)
 
 
 def _ns(t: float) -> int:
