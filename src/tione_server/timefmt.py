@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import date
 from functools import lru_cache
 
 # re.ASCII: without it \d also matches digits such as "２" and "٣", which int() then reads as numbers.
@@ -38,15 +38,21 @@ def parse(text: str, default_offset_hours: int) -> int | None:
     m = _SHAPE.match(text)
     if not m:
         raise ValueError(f"`{text}` is not a time such as 2025-05-28T18:18:33+08")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    year, month, day, hour, minute, second = map(int, m.groups()[:6])
     zone = m.group(7)
     if zone is None:
-        tz = timezone(timedelta(hours=default_offset_hours))
+        offset = default_offset_hours * 3600
     elif zone == "Z":
-        tz = UTC
+        offset = 0
     else:
-        sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
-        minutes = int(digits[:2]) * 60 + (int(digits[2:]) if len(digits) > 2 else 0)
-        tz = timezone(sign * timedelta(minutes=minutes))
-    return int(datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp())
+        offset = (int(digits[:2]) * 60 + (int(digits[2:]) if len(digits) > 2 else 0)) * 60
+        offset = -offset if zone[0] == "-" else offset
+    if abs(offset) >= 86400 or hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"`{text}` is not a valid time")
+    # Arithmetic on the proleptic day number (date() still rejects 2025-02-30): imports parse four per task.
+    days = date(year, month, day).toordinal() - _EPOCH_DAY
+    return days * 86400 + hour * 3600 + minute * 60 + second - offset
+
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()

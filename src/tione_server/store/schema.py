@@ -112,7 +112,8 @@ count_deltas = Table(
     *(Column(name, _text(), nullable=False) for name in COUNTED),
     Column("d", BigInteger, nullable=False),
 )
-Index("ix_count_deltas_scope", count_deltas.c.scope_id)
+# No index on scope_id here or below: every write inserts into both, and they stay small (folded on commit of an
+# import and on every runner tick), so a reader's scan of them is cheap.
 
 scope_changes = Table(
     "scope_changes",
@@ -120,7 +121,6 @@ scope_changes = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("scope_id", Integer, nullable=False),
 )
-Index("ix_scope_changes_scope", scope_changes.c.scope_id)
 
 task_tags = Table(
     "task_tags",
