@@ -55,11 +55,11 @@ def read_items(path: Path) -> Iterator[tuple[str, Any]]:
             raise ImportError_("the file is not a JSON list of tasks")
         yield from ((f"item {i}", item) for i, item in enumerate(items))
         return
-    if head.startswith(b"{"):
+    if head.startswith(b"{") and not _is_json_lines(path):
         try:
             doc = msgspec.json.decode(path.read_bytes().removeprefix(_BOM))
         except msgspec.DecodeError:
-            doc = None  # more than one document: JSON lines
+            doc = None  # not one document after all: read it as JSON lines, which names the bad line
         if isinstance(doc, dict):
             yield from _document_items(doc)
             return
@@ -68,6 +68,19 @@ def read_items(path: Path) -> Iterator[tuple[str, Any]]:
             line = raw_line.removeprefix(_BOM) if lineno == 1 else raw_line
             if line.strip():
                 yield f"line {lineno}", _decode(line, f"line {lineno}")
+
+
+def _is_json_lines(path: Path) -> bool:
+    """Whether the file is JSON lines: its first line is a whole JSON value and more follows. Decided from
+    the first line alone, so a large JSON-lines file is streamed, never read whole."""
+    with path.open("rb") as fh:
+        first = fh.readline().removeprefix(_BOM)
+        rest = fh.read(4096).strip()
+    try:
+        msgspec.json.decode(first)
+    except msgspec.DecodeError:
+        return False  # a document spread over several lines
+    return bool(rest)
 
 
 def _decode(data: bytes, where: str) -> Any:

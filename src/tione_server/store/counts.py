@@ -10,9 +10,10 @@
   again only while the version is unchanged.
 
 Database triggers keep both current for every writer (import, lifecycle actions, the runner, another
-replica). Writers only ever *insert* (into `count_deltas` and `scope_changes`), so they never wait on
-one another's counters and cannot deadlock over them; `fold` later moves those rows into `task_counts`
-and `scopes.gen`. Readers add the unfolded rows in the same statement, so every answer is exact.
+replica). Writers only ever *insert* into `count_deltas` (one row per change: a +1/-1 for a combination), so
+they never wait on one another's counters and cannot deadlock over them; `fold` later adds those rows to
+`task_counts` and their number to `scopes.gen`. Readers add the unfolded rows in the same statement, so every
+answer is exact.
 """
 
 from __future__ import annotations
@@ -36,23 +37,20 @@ def _values(prefix: str) -> str:
 _SQLITE = [
     f"""CREATE TRIGGER tione_tasks_ai AFTER INSERT ON tasks BEGIN
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (NEW.scope_id, {_values("NEW")}, 1);
-      INSERT INTO scope_changes (scope_id) VALUES (NEW.scope_id);
     END""",
     f"""CREATE TRIGGER tione_tasks_ad AFTER DELETE ON tasks BEGIN
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (OLD.scope_id, {_values("OLD")}, -1);
-      INSERT INTO scope_changes (scope_id) VALUES (OLD.scope_id);
     END""",
     f"""CREATE TRIGGER tione_tasks_au AFTER UPDATE OF {", ".join(_FILTERED)} ON tasks
     WHEN {" OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _FILTERED)} BEGIN
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (OLD.scope_id, {_values("OLD")}, -1);
       INSERT INTO count_deltas (scope_id, {_COLS}, d) VALUES (NEW.scope_id, {_values("NEW")}, 1);
-      INSERT INTO scope_changes (scope_id) VALUES (OLD.scope_id);
-      INSERT INTO scope_changes (scope_id) SELECT NEW.scope_id WHERE NEW.scope_id IS NOT OLD.scope_id;
     END""",
 ]
 
 # PostgreSQL: statement-level triggers over transition tables, so a bulk write of N rows inserts one
-# grouped delta per combination instead of N rows.
+# grouped delta per combination instead of N rows. A group whose delta sums to 0 (a rename) is kept: it
+# still marks the change for the scope version.
 _PG_DIFF = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in _FILTERED)
 _PG_EMPTY = "SELECT * FROM tasks WHERE false"
 
@@ -66,10 +64,7 @@ def _pg_function(name: str, *, old: str = _PG_EMPTY, new: str = _PG_EMPTY) -> st
         SELECT scope_id, {_COLS}, sum(d) FROM (
           SELECT scope_id, {_COLS}, -1 AS d FROM old_rows
           UNION ALL SELECT scope_id, {_COLS}, 1 AS d FROM new_rows
-        ) AS changes GROUP BY scope_id, {_COLS} HAVING sum(d) <> 0;
-      WITH old_rows AS ({old}), new_rows AS ({new})
-      INSERT INTO scope_changes (scope_id)
-        SELECT scope_id FROM old_rows UNION SELECT scope_id FROM new_rows;
+        ) AS changes GROUP BY scope_id, {_COLS};
       RETURN NULL;
     END $fn$"""
 
@@ -97,23 +92,21 @@ _UPSERT = f"""INSERT INTO task_counts (scope_id, {_COLS}, n)
 _ADD_GEN = """UPDATE scopes SET gen = gen + agg.c
     FROM (SELECT scope_id, count(*) AS c FROM {source} GROUP BY scope_id) AS agg WHERE scopes.id = agg.scope_id"""
 
-# PostgreSQL: one statement each (delete and apply in the same snapshot), so a delta committed during the
-# fold is either moved whole or left whole for the next one.
+# PostgreSQL: one statement (one snapshot) deletes the rows and applies them to both the counts and the scope
+# versions, so a delta committed during the fold is either moved whole or left whole for the next one.
 _PG_FOLD = [
-    "WITH moved AS (DELETE FROM count_deltas WHERE id <= :upto RETURNING *) " + _UPSERT.replace("{source}", "moved"),
-    "WITH moved AS (DELETE FROM scope_changes WHERE id <= :upto RETURNING scope_id) "
-    + _ADD_GEN.replace("{source}", "moved"),
+    "WITH moved AS (DELETE FROM count_deltas WHERE id <= :upto RETURNING *), "
+    "counted AS (" + _UPSERT.replace("{source}", "moved") + " RETURNING 1) " + _ADD_GEN.replace("{source}", "moved"),
 ]
 # SQLite has one writer at a time: inside the fold's write transaction nothing else can commit.
 _SQLITE_FOLD = [
     _UPSERT.replace("{source}", "(SELECT * FROM count_deltas WHERE id <= :upto) AS moved WHERE true"),
+    _ADD_GEN.replace("{source}", "(SELECT scope_id FROM count_deltas WHERE id <= :upto) AS moved"),
     "DELETE FROM count_deltas WHERE id <= :upto",
-    _ADD_GEN.replace("{source}", "(SELECT scope_id FROM scope_changes WHERE id <= :upto) AS moved"),
-    "DELETE FROM scope_changes WHERE id <= :upto",
 ]
 
-VERSION_SQL = "SELECT gen + (SELECT count(*) FROM scope_changes WHERE scope_id = :sid) FROM scopes WHERE id = :sid"
-"""A scope's version: every change ever made to it, folded or not (read in one statement, one snapshot)."""
+VERSION_SQL = "SELECT gen + (SELECT count(*) FROM count_deltas WHERE scope_id = :sid) FROM scopes WHERE id = :sid"
+"""A scope's version: the number of changes ever recorded for it, folded or not (one statement, one snapshot)."""
 
 
 def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> None:
@@ -143,9 +136,7 @@ def fold(conn: Connection, dialect: str) -> None:
     """
     if dialect == "postgresql":
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7468797)")  # two folds never overlap
-    upto = conn.execute(
-        text("SELECT max(m) FROM (SELECT max(id) AS m FROM count_deltas UNION ALL SELECT max(id) FROM scope_changes) x")
-    ).scalar()
+    upto = conn.execute(text("SELECT max(id) FROM count_deltas")).scalar()
     if upto is None:
         return
     for statement in _PG_FOLD if dialect == "postgresql" else _SQLITE_FOLD:

@@ -25,7 +25,7 @@ SCHEMA_VERSION = 3
 """Bump with every change below; Store refuses a database of a newer version than it knows.
 
 2: runs, pods and metrics (executed tasks); version-1 databases gain them on open.
-3: task_counts, count_deltas, scope_changes and scopes.gen, kept current by triggers (store/counts.py);
+3: task_counts, count_deltas and scopes.gen, kept current by triggers (store/counts.py);
    older databases are migrated.
 """
 
@@ -65,7 +65,7 @@ scopes = Table(
     Column("region", _text(), nullable=False),
     Column("project", _text(), nullable=False),
     Column("gen", BigInteger, nullable=False, server_default="0"),
-    # gen: changes folded from scope_changes (store/counts.py); a scope's version is gen + its change rows.
+    # gen: changes folded from count_deltas (store/counts.py); a scope's version is gen + its unfolded rows.
     UniqueConstraint("uin", "region", "project", name="uq_scope"),
 )
 
@@ -112,15 +112,9 @@ count_deltas = Table(
     *(Column(name, _text(), nullable=False) for name in COUNTED),
     Column("d", BigInteger, nullable=False),
 )
-# No index on scope_id here or below: every write inserts into both, and they stay small (folded on commit of an
-# import and on every runner tick), so a reader's scan of them is cheap.
+# No index on scope_id: every write inserts here, and the table stays small (folded on commit of an import and
+# on every runner tick), so a reader's scan of it is cheap.
 
-scope_changes = Table(
-    "scope_changes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("scope_id", Integer, nullable=False),
-)
 
 task_tags = Table(
     "task_tags",
