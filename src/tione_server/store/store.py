@@ -69,6 +69,19 @@ def _fetch(conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
+def _copy(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """COPY rows (columns in table order) into a PostgreSQL table, in the connection's transaction."""
+    if not rows:
+        return
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {table.name} ({', '.join(c.name for c in table.c)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
+
+
 def _positional_insert(engine: Engine, table: Table) -> str:
     """`INSERT INTO table (all columns) VALUES (...)` in the driver's own placeholder style, columns in table order."""
     style = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -289,9 +302,13 @@ class Store(RunStore):
         conn.execute(delete(tasks).where(tasks.c.num.in_(nums)))
         # Straight to the driver's executemany with tuples: SQLAlchemy's per-row parameter handling costs a
         # good share of a large import (issue: 1M tasks in under 2 minutes).
-        rows = (self._task_row(conn, t) for t in batch)
-        conn.exec_driver_sql(self._insert_task_sql, [tuple(r[c] for c in TASK_COLUMNS) for r in rows])
+        rows = [tuple(r[c] for c in TASK_COLUMNS) for r in (self._task_row(conn, t) for t in batch)]
         tag_rows = [(t.num, k, v, i) for t in batch for i, (k, v) in enumerate(t.tags)]
+        if self.dialect == "postgresql":
+            _copy(conn, tasks, rows)  # COPY: several times faster than executemany, triggers still fire
+            _copy(conn, task_tags, tag_rows)
+            return
+        conn.exec_driver_sql(self._insert_task_sql, rows)
         if tag_rows:
             conn.exec_driver_sql(self._insert_tag_sql, tag_rows)
 
