@@ -29,6 +29,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
@@ -125,7 +127,6 @@ class Store(RunStore):
         # list page (each statement still sees one consistent snapshot).
         self._reader = make_engine(url, autocommit=True)
         self._scope_ids: dict[Scope, int] = {}
-        self._scope_lock = threading.Lock()
         self._pending = threading.local()  # scopes created by this thread's open transaction
         self._counts = counts.CountCache()
         self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
@@ -250,10 +251,15 @@ class Store(RunStore):
             return int(sid)
         if not create:
             return None
-        with self._scope_lock:
-            sid = conn.execute(
-                insert(scopes).values(uin=scope.uin, region=scope.region, project=scope.project)
-            ).inserted_primary_key[0]  # type: ignore[index]
+        # Another transaction may be creating the same scope right now: on conflict, wait for it and use its row.
+        upsert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        values = {"uin": scope.uin, "region": scope.region, "project": scope.project}
+        stmt = upsert(scopes).values(**values).on_conflict_do_nothing().returning(scopes.c.id)
+        sid = conn.execute(stmt).scalar()
+        if sid is None:  # the other transaction committed it
+            sid = conn.execute(select(scopes.c.id).where(*cond)).scalar_one()
+            self._scope_ids[scope] = int(sid)
+            return int(sid)
         pending[scope] = int(sid)
         self._pending.scopes = pending
         return int(sid)
