@@ -112,6 +112,12 @@ class Server:
         """call_json through CommonClient; returns the `Response` object (raises on an error reply)."""
         return self.common(key, **kw).call_json(action, params)["Response"]  # type: ignore[no-any-return]
 
+    def import_tasks(self, items: list[dict[str, Any]], workdir: Path, region: str = REGION) -> None:
+        """Import TrainingTaskSetItem objects for this server's key account through `tione-server import`."""
+        path = workdir / f"import-{uuid.uuid4().hex[:8]}.json"
+        path.write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+        cli("import", str(path), "--uin", self.key.uin, "--region", region, database_url=self.database_url)
+
     def stop(self) -> None:
         """Terminate the server process."""
         if self.process.poll() is None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.live import Server, cli
+from tests.live import Server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -20,22 +20,15 @@ def readme_python_snippet() -> str:
 
 
 def test_readme_sdk_snippet_lists_running_tasks(server: Server, tmp_path: Path) -> None:
-    dump = tmp_path / "tasks.json"
-    dump.write_text(
-        '[{"Id": "train-1000000000000000001", "Name": "resnet-a", "Status": "RUNNING",'
-        ' "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:33+08"},'
-        ' {"Id": "train-1000000000000000002", "Name": "resnet-b", "Status": "SUCCEED",'
-        ' "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:34+08"}]'
-    )
-    cli(
-        "import",
-        str(dump),
-        "--uin",
-        server.key.uin,
-        "--region",
-        "ap-guangzhou",
-        database_url=server.database_url,
-    )
+    server.import_tasks(
+        [
+            {"Id": "train-1000000000000000001", "Name": "resnet-a", "Status": "RUNNING",
+             "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:33+08"},
+            {"Id": "train-1000000000000000002", "Name": "resnet-b", "Status": "SUCCEED",
+             "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:34+08"},
+        ],
+        tmp_path,
+    )  # fmt: skip
     code = (
         readme_python_snippet()
         .replace('"AKID..."', repr(server.key.secret_id))

@@ -15,7 +15,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.tione.v20211111 import models, tione_client
 
-from tests.live import Server, cli, running_server
+from tests.live import Server, running_server
 
 TASKS: list[dict[str, Any]] = [
     {
@@ -73,9 +73,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("sdk_forms")
     url = f"sqlite:///{workdir / 'tione.db'}"
     with running_server(url, workdir) as srv:
-        tasks_file = workdir / "tasks.json"
-        tasks_file.write_text(json.dumps(TASKS, ensure_ascii=False), encoding="utf-8")
-        cli("import", str(tasks_file), "--uin", srv.key.uin, "--region", "ap-guangzhou", database_url=url)
+        srv.import_tasks(TASKS, workdir)
         yield srv
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.live import Server, cli, running_server
+from tests.live import Server, running_server
 
 TCCLI = Path(sys.executable).parent / "tccli"
 TASKS: list[dict[str, Any]] = [
@@ -42,9 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("tccli")
     url = f"sqlite:///{workdir / 'tione.db'}"
     with running_server(url, workdir) as srv:
-        tasks_file = workdir / "tasks.json"
-        tasks_file.write_text(json.dumps(TASKS, ensure_ascii=False), encoding="utf-8")
-        cli("import", str(tasks_file), "--uin", srv.key.uin, "--region", "ap-guangzhou", database_url=url)
+        srv.import_tasks(TASKS, workdir)
         yield srv
 
 
