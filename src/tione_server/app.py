@@ -10,6 +10,7 @@ from typing import Any
 from tione_server.callbacks import CallbackSender
 from tione_server.config import Settings
 from tione_server.gateway import Gateway, Receive, Scope, Send
+from tione_server.netpolicy import address_policy
 from tione_server.ratelimit import LocalRateLimiter
 from tione_server.runner import Lease, Runner
 from tione_server.service import TioneService
@@ -54,7 +55,7 @@ def create_app(settings: Settings) -> App:
     store = Store(settings.database_url)
     service = TioneService(settings, store)
     gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit))
-    callbacks = CallbackSender()
+    callbacks = CallbackSender(policy=address_policy(settings.callback_allow))
     lease = Lease(store)
     runner = Runner(
         store,
