@@ -94,9 +94,9 @@ def test_serve_logs_failed_request_with_its_code(server: Server) -> None:
     assert f"uin={server.key.uin} action=DescribeTrainingTask code=MissingParameter" in line
 
 
-def test_serve_logs_task_state_changes(sqlite_url: str, tmp_path: Path) -> None:
+def test_serve_logs_task_state_changes(database_url: str, tmp_path: Path) -> None:
     args = ("--executor", "simulate")
-    with running_server(sqlite_url, tmp_path, extra_args=args, env={"TIONE_SIMULATE_SECONDS": "0.1,0.1,0.1"}) as srv:
+    with running_server(database_url, tmp_path, extra_args=args, env={"TIONE_SIMULATE_SECONDS": "0.1,0.1,0.1"}) as srv:
         task_id = create(srv, "logged")
         wait_status(srv, task_id, "SUCCEED")
         for change in ("- -> SUBMITTING", "SUBMITTING -> PENDING", "PENDING -> STARTING", "STARTING -> RUNNING",
@@ -111,3 +111,10 @@ def test_serve_log_level_warning_drops_request_lines(sqlite_url: str, tmp_path: 
         srv.stop()
         assert resp.RequestId not in srv.log_path.read_text()
         assert "log level: warning" in srv.log_path.read_text()
+
+
+def test_serve_workers_log_requests(sqlite_url: str, tmp_path: Path) -> None:
+    # The log level reaches every `--workers N` process through the Settings they are handed.
+    with running_server(sqlite_url, tmp_path, extra_args=("--workers", "2")) as srv:
+        resp = srv.client().DescribeTrainingTasks(models.DescribeTrainingTasksRequest())
+        assert _wait_for_line(srv, rf"INFO .*RequestId={resp.RequestId} .*code=OK.*")
