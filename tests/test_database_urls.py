@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import POSTGRES_URL
-from tests.live import BIN, cli, free_port
+from tests.live import BIN, cli, create_key, free_port
 from tione_server.config import Settings
 from tione_server.store import DatabaseError, Store, normalise_url
 
@@ -119,14 +119,14 @@ def test_keys_create_reports_the_database_it_wrote(tmp_path: Path) -> None:
         [str(BIN), "keys", "create", "--uin", "100000000001", "--json", "--database", "sqlite:///keys.db"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path, check=True,
     )  # fmt: skip
-    assert result.stderr.splitlines() == [f"Database: sqlite:///{tmp_path / 'keys.db'}"]
+    assert result.stderr.splitlines() == [f"Database: sqlite:///{tmp_path / 'keys.db'} (new file)"]
     assert (tmp_path / "keys.db").exists()
 
 
 @pytest.mark.parametrize("command", ["keys list", "keys revoke", "import"])
 def test_cli_says_which_database(command: str, sqlite_url: str, tmp_path: Path) -> None:
-    args = _commands(tmp_path)[command]
-    result = cli(*args, database_url=sqlite_url, check=False)
+    create_key(sqlite_url, "100000000001")  # the file exists: no `(new file)`
+    result = cli(*_commands(tmp_path)[command], database_url=sqlite_url, check=False)
     assert f"Database: {sqlite_url}" in result.stderr.splitlines()
 
 

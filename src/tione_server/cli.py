@@ -20,7 +20,7 @@ import click
 
 from tione_server import __version__
 from tione_server.config import Settings
-from tione_server.store import DatabaseError, Store, display_url
+from tione_server.store import DatabaseError, Store, display_url, sqlite_path
 
 database_option = click.option(
     "--database",
@@ -45,9 +45,11 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _open_store(settings: Settings) -> Store:
-    """The store, after saying on stderr which database it is: a default `tione.db` in another folder is then
-    visible at once (issue 7 F15)."""
-    click.echo(f"Database: {display_url(settings.database_url)}", err=True)
+    """The store, after saying on stderr which database it is, and whether it is a file made just now: a fresh
+    `tione.db` in another folder is then visible at once (issue 7 F15)."""
+    path = sqlite_path(settings.database_url)
+    new = " (new file)" if path is not None and not path.exists() else ""
+    click.echo(f"Database: {display_url(settings.database_url)}{new}", err=True)
     try:
         return Store(settings.database_url)
     except DatabaseError as err:
@@ -132,8 +134,7 @@ def serve(
         try:
             Catalogue.load(Path(settings.catalogue_path))
         except ValueError as err:
-            click.echo(f"Error: {err}", err=True)
-            sys.exit(2)
+            _fail(str(err))
     if settings.log_level not in LOG_LEVELS:
         _fail(f"TIONE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not `{settings.log_level}`.")
     _check_port(host, port)

@@ -52,15 +52,21 @@ def display_url(url: str) -> str:
         return url
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a normalised SQLite URL; None for PostgreSQL."""
+    parsed = make_url(url)
+    return Path(parsed.database or "") if parsed.get_backend_name() == "sqlite" else None
+
+
 def connect_error(url: str, err: BaseException) -> DatabaseError:
     """One line saying why the first connection to `url` failed (from the driver's error), and what URLs work."""
-    parsed = make_url(url)
     reason = _reason(err)
-    if parsed.get_backend_name() == "sqlite":
-        where = parsed.database or ""
-        if not Path(where).parent.is_dir():
-            reason = f"the folder {Path(where).parent} does not exist"
-        return DatabaseError(f"cannot open the SQLite database {where} ({reason}). {URL_FORMS}")
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.is_dir():
+            reason = f"the folder {path.parent} does not exist"
+        return DatabaseError(f"cannot open the SQLite database {path} ({reason}). {URL_FORMS}")
+    parsed = make_url(url)
     at = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
     return DatabaseError(f"cannot connect to PostgreSQL at {at} ({reason}). {URL_FORMS}")
 
