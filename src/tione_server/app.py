@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,4 +87,14 @@ def app_from_env() -> App:
     if raw is None:
         return create_app(Settings.from_env())
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(raw).items()}
-    return create_app(Settings(**values))
+    settings = Settings(**values)
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    """Log records at `level` and above to stderr, one timestamped line each, in this process: `serve` calls it,
+    and so does every `--workers N` worker (issue 7 F16)."""
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )

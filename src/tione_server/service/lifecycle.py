@@ -37,6 +37,7 @@ from tione_server.errors import (
     ResourceNotFound,
     UnSubmittedStatusNotAllowStop,
 )
+from tione_server.events import state_changed
 from tione_server.executors.plan import run_spec
 from tione_server.models import (
     ACTIVE_STATUSES,
@@ -99,6 +100,7 @@ class LifecycleActions:
         finally:
             with _creating_lock:
                 _creating.discard(key)
+        state_changed(task.id, task.doc["LatestInstanceId"], scope.uin, "", TaskStatus.SUBMITTING, "CreateTrainingTask")
         self.wake()
         return CreateTrainingTaskResponse(Id=task.id)
 
@@ -208,6 +210,7 @@ class LifecycleActions:
             if not outcome.status:
                 raise _not_found(req.Id)
             raise NotAllow(f"The task `{task.id}` is {outcome.status}; only a finished task can be started.")
+        state_changed(task.id, run.id, scope.uin, task.status, TaskStatus.SUBMITTING, "StartTrainingTask")
         self.wake()
         return StartTrainingTaskResponse()
 
@@ -217,6 +220,11 @@ class LifecycleActions:
         patch = {"LatestOperatorInfo": _operator(ctx, "STOP")}
         outcome = self.store.request_stop(scope, req.Id or "", ctx.now, patch)
         if outcome.ok:
+            if outcome.task is not None:
+                state_changed(
+                    outcome.task.id, str(outcome.task.doc.get("LatestInstanceId") or "-"), scope.uin,
+                    outcome.task.status, TaskStatus.STOPPING, "StopTrainingTask",
+                )  # fmt: skip
             self.wake()
             return StopTrainingTaskResponse()
         if not outcome.status:
