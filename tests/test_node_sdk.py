@@ -163,21 +163,23 @@ def test_training_task_node_sdk_create_describe_stop(node_sdk: Path, backend_ser
     assert answer == python_response(backend_server, "DescribeTrainingTask", {"Id": task_id}, "TC3-HMAC-SHA256", "POST")
 
 
-@pytest.mark.parametrize(
-    ("host", "forms"), [("localhost", FORMS), ("LOCALHOST", FORMS[:2])], ids=["localhost", "upper-case-tc3"]
-)
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST"])
 def test_describe_training_tasks_node_sdk_endpoint_without_dots(
-    node_sdk: Path, backend_server: Server, host: str, forms: list[tuple[str, str]]
+    node_sdk: Path, backend_server: Server, host: str
 ) -> None:
     """`localhost:PORT` puts `localhost:PORT` in the scope (the port too: there is no dot to split at).
 
     The SDK lower-cases the Host it sends but not the scope, which TC3 allows for; its v1 forms sign the
-    endpoint as configured against that lower-cased Host, so an upper-case endpoint only works with TC3.
+    endpoint as configured against that lower-cased Host, so an upper-case endpoint only works with TC3
+    (README, "Use it from Node.js").
     """
-    calls = [(s, m, "DescribeTrainingTasks", {"Limit": 1}) for s, m in forms]
+    calls = [(s, m, "DescribeTrainingTasks", {"Limit": 1}) for s, m in FORMS]
     results = node_calls(node_sdk, backend_server, calls, endpoint=f"{host}:{backend_server.port}")
-    for (sign, method), result in zip(forms, results, strict=True):
-        assert node_response(result)["TotalCount"] >= len(TASKS), (sign, method)
+    for (sign, method), result in zip(FORMS, results, strict=True):
+        if host.isupper() and not sign.startswith("TC3"):
+            assert result["error"]["code"] == "AuthFailure.SignatureFailure", (sign, method)
+        else:
+            assert node_response(result)["TotalCount"] >= len(TASKS), (sign, method)
 
 
 def test_readme_node_snippet_lists_running_tasks(node_sdk: Path, server: Server, tmp_path: Path) -> None:
