@@ -177,7 +177,7 @@ class Gateway:
             auth = signing.parse_tc3_authorization(auth_header)
         except signing.MalformedAuthorization as err:
             raise InvalidAuthorization(str(err)) from None
-        if auth.service != SERVICE:
+        if not signing.tc3_service_accepted(auth.service, h.get("host", ""), SERVICE):
             raise InvalidAuthorization("`Service` in Credential not valid")
         if auth.date != datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d"):
             raise SignatureFailure("The date in `Credential` is not the UTC date of `X-TC-Timestamp`.")
