@@ -257,7 +257,7 @@ class Fuzzer:
         rng = self.rng
         f: dict[str, str | None] = {
             "action": self.action(), "version": "2021-11-11", "region": "ap-guangzhou", "timestamp": None,
-            "nonce": "7", "signature_method": "HmacSHA256", "language": None, "token": None,
+            "nonce": None, "signature_method": "HmacSHA256", "language": None, "token": None,
         }  # fmt: skip
         f[rng.choice(list(f))] = _text(rng) if rng.random() < 0.8 else None
         common = V1(

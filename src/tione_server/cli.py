@@ -74,19 +74,27 @@ def main() -> None:
     metavar="DIR",
     help="Local directory standing in for COS (also TIONE_COS_ROOT); default: DATA_DIR/cos.",
 )
+@click.option("--tls-cert", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="PEM certificate: serve HTTPS (with --tls-key). Needed beyond loopback.")  # fmt: skip
+@click.option("--tls-key", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key of --tls-cert.")  # fmt: skip
 def serve(
     host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
-    executor: str | None, data_dir: str | None, cos_root: str | None,
+    executor: str | None, data_dir: str | None, cos_root: str | None, tls_cert: str | None, tls_key: str | None,
 ) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
 
     from tione_server.app import SETTINGS_ENV, create_app
     from tione_server.catalogue import Catalogue
+    from tione_server.serving import PLAINTEXT_WARNING, is_loopback, uvicorn_options
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together.")
     settings = _settings(
         host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
         executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
+        tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
@@ -102,9 +110,12 @@ def serve(
             f"  tione-server keys create --uin 100000000001 --database {settings.database_url}",
             err=True,
         )
-    click.echo(f"tione-server listening on http://{host}:{port} (database {settings.database_url})", err=True)
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"tione-server listening on {scheme}://{host}:{port} (database {settings.database_url})", err=True)
+    if not tls_cert and not is_loopback(host):
+        click.echo(PLAINTEXT_WARNING.format(host=host), err=True)  # issue 7 C8
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **uvicorn_options(settings))
         return
     # uvicorn starts each worker as a fresh process that imports its app by name; the app built above
     # has done its job (schema created once, keys checked) and the workers rebuild it from `settings`.
@@ -118,6 +129,7 @@ def serve(
         port=port,
         log_level="warning",
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 
