@@ -344,6 +344,15 @@ FAILURES: list[tuple[str, Build, str]] = [
     ("tc3-nul-in-value", lambda e: e.tc3({"Filters": [{"Name": "Name", "Values": ["a\x00"]}]}),
      "InvalidParameterValue"),
     ("tc3-nul-in-project", lambda e: e.tc3({"TiProjectId": "\x00"}), "InvalidParameterValue"),
+    # deep nesting (issue 7 B6): InvalidParameter, never InternalError
+    ("tc3-body-nested-1000-arrays", lambda e: e.tc3(body=b'{"Region": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+     "InvalidParameter"),
+    ("tc3-body-nested-100000-objects",
+     lambda e: e.tc3(body=b'{"Limit": 1, "Nonce": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001),
+     "InvalidParameter"),
+    ("tc3-get-name-nested-2000", lambda e: e.tc3(method="GET", raw_query="Filters" + ".0" * 2000 + "=x"),
+     "InvalidParameter"),
+    ("v1-name-nested-2000", lambda e: e.v1(pairs=[("Filters" + ".Name" * 2000, "x")]), "InvalidParameter"),
     # TC3 GET bodies
     ("tc3-get-unknown-nested", lambda e: e.tc3(FILTER_FOO, method="GET"), "UnknownParameter"),
     ("tc3-get-limit-text", lambda e: e.tc3({"Limit": "abc"}, method="GET"), "InvalidParameter"),
