@@ -319,7 +319,7 @@ class Fuzzer:
 
     def logs_context(self) -> RawRequest:
         """DescribeLogs with a crafted Context, over TC3 JSON, TC3 GET or v1."""
-        params = {"Service": "TRAIN", "ServiceId": "train-1", "Context": _context(self.rng)}
+        params: dict[str, Any] = {"Service": "TRAIN", "ServiceId": "train-1", "Context": _context(self.rng)}
         if self.rng.random() < 0.3:
             params |= {"Limit": self.rng.choice([1, 10, 1000]), "Order": self.rng.choice(["ASC", "DESC"])}
         roll = self.rng.random()

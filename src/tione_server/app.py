@@ -11,6 +11,7 @@ from tione_server.bodies import Receive
 from tione_server.callbacks import CallbackSender
 from tione_server.config import Settings
 from tione_server.gateway import Gateway, Scope, Send
+from tione_server.netpolicy import address_policy
 from tione_server.ratelimit import LocalRateLimiter
 from tione_server.replay import SqlNonceStore
 from tione_server.runner import Lease, Runner
@@ -56,7 +57,7 @@ def create_app(settings: Settings) -> App:
     store = Store(settings.database_url)
     service = TioneService(settings, store)
     gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit), SqlNonceStore(store.engine))
-    callbacks = CallbackSender()
+    callbacks = CallbackSender(policy=address_policy(settings.callback_allow))
     lease = Lease(store)
     runner = Runner(
         store,

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from tione_server.config import Settings
+from tione_server.netpolicy import parse_networks
 from tione_server.store import Store
 
 database_option = click.option(
@@ -25,6 +26,14 @@ database_option = click.option(
 
 def _settings(**overrides: object) -> Settings:
     return Settings.from_env(**overrides)
+
+
+def _networks(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """`--callback-allow`: a bad CIDR is one clear usage error, not a traceback."""
+    try:
+        return parse_networks(value) if value else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @click.group()
@@ -74,13 +83,23 @@ def main() -> None:
     metavar="DIR",
     help="Local directory standing in for COS (also TIONE_COS_ROOT); default: DATA_DIR/cos.",
 )
+@click.option(
+    "--callback-allow",
+    default=None,
+    metavar="CIDR[,CIDR...]",
+    envvar="TIONE_CALLBACK_ALLOW",
+    callback=_networks,
+    help="Networks callbacks may reach (also TIONE_CALLBACK_ALLOW); default: all but loopback, link-local, "
+    "unspecified and multicast, which only a network listed inside them opens (e.g. 127.0.0.0/8).",
+)
 @click.option("--tls-cert", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
               help="PEM certificate: serve HTTPS (with --tls-key). Needed beyond loopback.")  # fmt: skip
 @click.option("--tls-key", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
               help="PEM private key of --tls-cert.")  # fmt: skip
 def serve(
     host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
-    executor: str | None, data_dir: str | None, cos_root: str | None, tls_cert: str | None, tls_key: str | None,
+    executor: str | None, data_dir: str | None, cos_root: str | None, callback_allow: tuple[str, ...] | None,
+    tls_cert: str | None, tls_key: str | None,
 ) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
@@ -94,7 +113,7 @@ def serve(
     settings = _settings(
         host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
         executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
-        tls_cert=tls_cert, tls_key=tls_key,
+        callback_allow=callback_allow, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.

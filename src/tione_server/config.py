@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tione_server.netpolicy import ALLOW_ALL, parse_networks
+
 DEFAULT_REGIONS = ("ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-nanjing")
 """Regions served by default (api3-protocol §8 #17); other known region codes answer UnsupportedRegion."""
 
@@ -72,6 +74,9 @@ class Settings:
     simulate_seconds: tuple[float, float, float] = (1.0, 2.0, 10.0)
     """Simulate executor timeline (TIONE_SIMULATE_SECONDS, `submit,start,run`): seconds SUBMITTING, STARTING
     and RUNNING."""
+    callback_allow: tuple[str, ...] = ALLOW_ALL
+    """Networks callbacks may be delivered to (TIONE_CALLBACK_ALLOW, `CIDR[,CIDR...]`); loopback, link-local,
+    unspecified and multicast addresses stay denied unless a listed network lies inside them (issue 7 D10)."""
 
     @property
     def cos_dir(self) -> Path:
@@ -100,5 +105,7 @@ class Settings:
             values["body_bytes_in_flight"] = int(in_flight)
         if timeline := os.environ.get("TIONE_SIMULATE_SECONDS"):
             values["simulate_seconds"] = tuple(float(x) for x in timeline.split(","))
+        if allow := os.environ.get("TIONE_CALLBACK_ALLOW"):
+            values["callback_allow"] = parse_networks(allow)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

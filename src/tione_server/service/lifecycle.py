@@ -48,6 +48,7 @@ from tione_server.models import (
     Task,
     TaskStatus,
 )
+from tione_server.netpolicy import address_policy
 from tione_server.service.detail import detail, is_live, pod_info
 from tione_server.service.scope import scope_of
 from tione_server.service.validation import Definition, check_capacity, demand, stored_configs, validate_create
@@ -87,7 +88,7 @@ class LifecycleActions:
     def create_training_task(self, ctx: RequestContext, req: CreateTrainingTaskRequest) -> CreateTrainingTaskResponse:
         """Validate (spec §4.1), store the task and its first run in SUBMITTING; the runner starts it."""
         scope = scope_of(ctx, req.TiProjectId)
-        d = validate_create(req, self.catalogue)
+        d = validate_create(req, self.catalogue, address_policy(self.settings.callback_allow))
         key = (scope, d.name)
         with _creating_lock:
             if key in _creating:

@@ -129,6 +129,7 @@ class Store(RunStore):
         self._scope_ids: dict[Scope, int] = {}
         self._pending = threading.local()  # scopes created by this thread's open transaction
         self._counts = counts.CountCache()
+        self._secrets: dict[str, bytes] = {}
         self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
         self._compiled_lock = threading.Lock()
         key_sql = (
@@ -232,6 +233,22 @@ class Store(RunStore):
         with self.engine.connect() as conn:
             stmt = select(func.count()).select_from(api_keys).where(api_keys.c.revoked.is_(False))
             return int(conn.execute(stmt).scalar_one())
+
+    def secret(self, name: str) -> bytes:
+        """The server's random 32-byte key `name` (e.g. for signing log Contexts, issue 7 C9).
+
+        Made on first use and kept in `meta`, so every worker and replica on this database uses the same key;
+        the first writer wins when several make it at once.
+        """
+        if (found := self._secrets.get(name)) is not None:
+            return found
+        row_key = f"secret.{name}"
+        upsert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        with self._tx() as conn:
+            conn.execute(upsert(meta).values(key=row_key, value=secrets.token_hex(32)).on_conflict_do_nothing())
+            value = bytes.fromhex(conn.execute(select(meta.c.value).where(meta.c.key == row_key)).scalar_one())
+        self._secrets[name] = value
+        return value
 
     # -- scopes -----------------------------------------------------------------------------------
 
