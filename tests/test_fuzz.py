@@ -35,7 +35,7 @@ from tests.rawhttp import (
 )
 
 SEED = int(os.environ.get("TIONE_FUZZ_SEED", "20211111"))
-COUNT = int(os.environ.get("TIONE_FUZZ_COUNT", "3000"))
+COUNT = int(os.environ.get("TIONE_FUZZ_COUNT", "10000"))
 SECONDS = float(os.environ.get("TIONE_FUZZ_SECONDS", "120"))
 
 # Read-only actions only: a random body that happens to be valid must not create or stop anything.
@@ -323,7 +323,9 @@ class Fuzzer:
         if self.rng.random() < 0.3:
             params |= {"Limit": self.rng.choice([1, 10, 1000]), "Order": self.rng.choice(["ASC", "DESC"])}
         roll = self.rng.random()
-        if roll < 0.6:
+        # A query over 64 KB is refused by the HTTP parser itself (a 400 before the app; noted in issue 7's
+        # report): deep Contexts travel in bodies only.
+        if roll < 0.6 or len(params["Context"]) > 30_000:
             return tc3_request(self.creds, self.host, params, action="DescribeLogs")
         if roll < 0.8:
             return tc3_request(self.creds, self.host, params, method="GET", action="DescribeLogs")

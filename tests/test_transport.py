@@ -126,6 +126,14 @@ def _code(raw_reply: bytes) -> str | None:
     return resp["Error"]["Code"] if "Error" in resp else None
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the tests that do not measure its memory."""
+    workdir = tmp_path_factory.mktemp("shared")
+    with running_server(f"sqlite:///{workdir / 'tione.db'}", workdir) as srv:
+        yield srv
+
+
 REFUSED_ON_HEADERS = [
     (0, "InvalidParameter"),
     (2, "AuthFailure.SecretIdNotFound"),
@@ -135,21 +143,21 @@ REFUSED_ON_HEADERS = [
 
 
 @pytest.mark.parametrize(("kind", "code"), REFUSED_ON_HEADERS, ids=[c for _, c in REFUSED_ON_HEADERS])
-def test_gateway_answers_unauthenticated_posts_without_reading_the_body(server: Server, kind: int, code: str) -> None:
+def test_gateway_answers_unauthenticated_posts_without_reading_the_body(shared: Server, kind: int, code: str) -> None:
     """A 9.5 MB POST refused on its headers is answered after a few KB of its body, and its connection closed."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(_attack_head(server, kind) + b" " * 4096)  # and not one byte more
+    with socket.create_connection(("127.0.0.1", shared.port), timeout=10) as sock:
+        sock.sendall(_attack_head(shared, kind) + b" " * 4096)  # and not one byte more
         assert _code(_recv_all(sock)) == code
 
 
-def test_gateway_refused_small_body_keeps_the_connection(server: Server) -> None:
+def test_gateway_refused_small_body_keeps_the_connection(shared: Server) -> None:
     """A small body refused on its headers is read whole, so a keep-alive client can go on."""
-    creds = Creds(server.key.secret_id, server.key.secret_key)
-    with RawClient(server.port) as raw:
-        bad = tc3_request(Creds("AKIDnosuchkey", "x"), server.endpoint, {"Limit": 1})
+    creds = Creds(shared.key.secret_id, shared.key.secret_key)
+    with RawClient(shared.port) as raw:
+        bad = tc3_request(Creds("AKIDnosuchkey", "x"), shared.endpoint, {"Limit": 1})
         assert check_envelope(raw.send(bad))["Error"]["Code"] == "AuthFailure.SecretIdNotFound"
         conn = raw._conn
-        assert "Error" not in check_envelope(raw.send(tc3_request(creds, server.endpoint, {"Limit": 1})))
+        assert "Error" not in check_envelope(raw.send(tc3_request(creds, shared.endpoint, {"Limit": 1})))
         assert raw._conn is conn  # the same connection
 
 
@@ -244,8 +252,9 @@ def test_gateway_caps_body_bytes_in_flight(strict: Server) -> None:
 def _self_signed(workdir: Path) -> tuple[Path, Path]:
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -66,54 +65,49 @@ class BodyBudget:
             trim_memory()
 
 
-async def read_body(
-    receive: Receive,
-    *,
-    limit: int,
-    budget: BodyBudget,
-    deadline: float,
-    clock: Callable[[], float] = time.monotonic,
-) -> Body:
-    """Read a body of at most `limit` bytes before `deadline` (on `clock`); stop at the first bound it passes.
+async def read_body(receive: Receive, *, limit: int, budget: BodyBudget, timeout: float) -> Body:
+    """Read a body of at most `limit` bytes within `timeout` seconds; stop at the first bound it passes.
 
     Bytes past SMALL_BODY are taken from `budget` as they arrive; the caller releases `Body.held` when done.
     """
     buf = bytearray()
     held = 0
-    while True:
-        try:
-            message = await asyncio.wait_for(receive(), max(deadline - clock(), 0.0))
-        except TimeoutError:
-            return Body(b"", "slow", held)
-        if message["type"] == "http.disconnect":
-            return Body(b"", "gone", held)
-        chunk: bytes = message.get("body", b"")
-        if len(buf) + len(chunk) > limit:
-            return Body(b"", "too_large", held)
-        need = max(len(buf) + len(chunk) - SMALL_BODY, 0) - held
-        if need > 0:
-            if not budget.take(need):
-                return Body(b"", "busy", held)
-            held += need
-        buf += chunk
-        if not message.get("more_body", False):
-            return Body(bytes(buf), None, held)
+    try:
+        async with asyncio.timeout(timeout):  # one timer for the whole body: a trickle cannot reset it
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return Body(b"", "gone", held)
+                chunk: bytes = message.get("body", b"")
+                if len(buf) + len(chunk) > limit:
+                    return Body(b"", "too_large", held)
+                need = max(len(buf) + len(chunk) - SMALL_BODY, 0) - held
+                if need > 0:
+                    if not budget.take(need):
+                        return Body(b"", "busy", held)
+                    held += need
+                buf += chunk
+                if not message.get("more_body", False):
+                    return Body(bytes(buf), None, held)
+    except TimeoutError:
+        return Body(b"", "slow", held)
 
 
-async def skim_body(receive: Receive, *, deadline: float, clock: Callable[[], float] = time.monotonic) -> bool:
+async def skim_body(receive: Receive, *, timeout: float) -> bool:
     """Read and drop a small body nobody will use (at most SMALL_BODY bytes of it); True when it was read whole,
     so the connection can serve another request, False when some is left and the connection must be closed."""
     seen = 0
-    while seen <= SMALL_BODY:
-        try:
-            message = await asyncio.wait_for(receive(), max(deadline - clock(), 0.0))
-        except TimeoutError:
-            return False
-        if message["type"] == "http.disconnect":
-            return False
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return seen <= SMALL_BODY
+    try:
+        async with asyncio.timeout(timeout):
+            while seen <= SMALL_BODY:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                seen += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return seen <= SMALL_BODY
+    except TimeoutError:
+        pass
     return False
 
 

@@ -116,17 +116,17 @@ class Gateway:
         query = scope["query_string"].decode("latin-1")
         request_id = str(uuid.uuid4())
         language = headers.get("x-tc-language", "")
-        deadline = time.monotonic() + self.settings.read_timeout
+        timeout = self.settings.read_timeout
         try:
             head = self._head(method, query, headers)
         except Exception as exc:
             # Refused on its headers alone: a small body is read (so the connection can serve the next
             # request), a larger one not at all, and its connection is closed after the reply.
             length = _declared_length(headers)
-            kept = length is not None and length <= SMALL_BODY and await skim_body(receive, deadline=deadline)
+            kept = length is not None and length <= SMALL_BODY and await skim_body(receive, timeout=timeout)
             await _send(send, _error_reply(exc, request_id, language), close=not kept)
             return
-        body = await read_body(receive, limit=head.limit, budget=self.budget, deadline=deadline)
+        body = await read_body(receive, limit=head.limit, budget=self.budget, timeout=timeout)
         try:
             if body.stop == "gone":
                 return
