@@ -7,11 +7,13 @@ Builders return a `RawRequest` that tests may tamper with before sending; `check
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
 import re
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -235,20 +237,22 @@ class V1:
     version: str | None = VERSION
     region: str | None = REGION
     timestamp: str | None = None
-    nonce: str | None = "12345"
+    nonce: str | None = None
+    """None: a fresh random Nonce per request, as the SDK draws (the server refuses a replayed one)."""
     signature_method: str | None = "HmacSHA256"
     language: str | None = None
     token: str | None = None
     extra: tuple[tuple[str, str], ...] = field(default=())
     omit: tuple[str, ...] = field(default=())
-    """Names left out entirely (Timestamp, SecretId...), for missing-parameter tests."""
+    """Names left out entirely (Timestamp, Nonce, SecretId...), for missing-parameter tests."""
 
     def pairs(self, secret_id: str | None) -> list[tuple[str, str]]:
-        """The common parameters as pairs (Timestamp defaults to now)."""
+        """The common parameters as pairs (Timestamp defaults to now, Nonce to a fresh random one)."""
         ts = str(int(time.time())) if self.timestamp is None else self.timestamp
+        nonce = str(secrets.randbelow(2**63 - 1) + 1) if self.nonce is None else self.nonce
         named = [
             ("Action", self.action), ("Version", self.version), ("Region", self.region), ("Timestamp", ts),
-            ("Nonce", self.nonce), ("SecretId", secret_id), ("SignatureMethod", self.signature_method),
+            ("Nonce", nonce), ("SecretId", secret_id), ("SignatureMethod", self.signature_method),
             ("Language", self.language), ("Token", self.token),
         ]  # fmt: skip
         return [(k, v) for k, v in named if v is not None and k not in self.omit] + list(self.extra)
@@ -303,7 +307,10 @@ class RawClient:
                     conn.putheader(name, value.encode("utf-8"))
                 if req.body or req.method not in ("GET", "HEAD"):
                     conn.putheader("Content-Length", str(len(req.body)))
-                conn.endheaders(req.body or None)
+                # The server may answer before reading a body it refuses, and close (issue 7 B5): like urllib3
+                # (and so the SDK), read the reply that is already here.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    conn.endheaders(req.body or None)
                 resp = conn.getresponse()
                 body = resp.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):

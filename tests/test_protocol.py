@@ -344,6 +344,15 @@ FAILURES: list[tuple[str, Build, str]] = [
     ("tc3-nul-in-value", lambda e: e.tc3({"Filters": [{"Name": "Name", "Values": ["a\x00"]}]}),
      "InvalidParameterValue"),
     ("tc3-nul-in-project", lambda e: e.tc3({"TiProjectId": "\x00"}), "InvalidParameterValue"),
+    # deep nesting (issue 7 B6): InvalidParameter, never InternalError
+    ("tc3-body-nested-1000-arrays", lambda e: e.tc3(body=b'{"Region": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+     "InvalidParameter"),
+    ("tc3-body-nested-100000-objects",
+     lambda e: e.tc3(body=b'{"Limit": 1, "Nonce": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001),
+     "InvalidParameter"),
+    ("tc3-get-name-nested-2000", lambda e: e.tc3(method="GET", raw_query="Filters" + ".0" * 2000 + "=x"),
+     "InvalidParameter"),
+    ("v1-name-nested-2000", lambda e: e.v1(pairs=[("Filters" + ".Name" * 2000, "x")]), "InvalidParameter"),
     # TC3 GET bodies
     ("tc3-get-unknown-nested", lambda e: e.tc3(FILTER_FOO, method="GET"), "UnknownParameter"),
     ("tc3-get-limit-text", lambda e: e.tc3({"Limit": "abc"}, method="GET"), "InvalidParameter"),
@@ -372,7 +381,7 @@ FAILURES: list[tuple[str, Build, str]] = [
     # v1
     ("v1-missing-action", lambda e: e.v1(common=V1(action=None)), "MissingParameter"),
     ("v1-missing-version", lambda e: e.v1(common=V1(version=None)), "MissingParameter"),
-    ("v1-missing-nonce", lambda e: e.v1(common=V1(nonce=None)), "MissingParameter"),
+    ("v1-missing-nonce", lambda e: e.v1(common=V1(omit=("Nonce",))), "MissingParameter"),
     ("v1-missing-timestamp", lambda e: e.v1(method="GET", common=V1(omit=("Timestamp",))), "MissingParameter"),
     ("v1-missing-secret-id", lambda e: e.v1(common=V1(omit=("SecretId",))), "MissingParameter"),
     ("v1-empty-action", lambda e: e.v1(common=V1(action="")), "MissingParameter"),
@@ -525,6 +534,60 @@ def test_gateway_unknown_secret_id_on_every_backend(any_server: Server) -> None:
             assert check_envelope(raw.send(req))["Error"]["Code"] == "AuthFailure.SecretIdNotFound"
         nul = v1_request(Creds("AKID\x00", "k"), any_server.endpoint, {"Limit": 1})
         assert check_envelope(raw.send(nul))["Error"]["Code"] == "AuthFailure.InvalidSecretId"
+
+
+# -- v1 Nonce replay (issue 7 C7; api3-protocol §8 #6) ----------------------------------------------------
+
+REPLAYED = "AuthFailure.SignatureExpire"  # the code docs/protocol.md names for a replayed Nonce
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_describe_training_tasks_v1_replay_is_refused(any_server: Server, method: str) -> None:
+    """The same signed v1 request sent ten times is accepted once; the other nine are refused."""
+    req = v1_request(_creds(any_server.key), any_server.endpoint, {"Limit": 1}, method=method)
+    with RawClient(any_server.port) as raw:
+        codes = [check_envelope(raw.send(req)).get("Error", {}).get("Code") for _ in range(10)]
+    assert codes == [None] + [REPLAYED] * 9
+
+
+def test_describe_training_tasks_v1_nonce_is_per_secret_id(any_server: Server) -> None:
+    """A Nonce is spent for one SecretId only; another key may use the same number."""
+    other = create_key(any_server.database_url, "100000000078")
+    common = V1(nonce="4242424242")
+    with RawClient(any_server.port) as raw:
+        first = v1_request(_creds(any_server.key), any_server.endpoint, {"Limit": 1}, common=common)
+        second = v1_request(_creds(other), any_server.endpoint, {"Limit": 1}, common=common)
+        assert "Error" not in check_envelope(raw.send(first))
+        assert "Error" not in check_envelope(raw.send(second))
+        assert check_envelope(raw.send(first))["Error"]["Code"] == REPLAYED
+
+
+def test_describe_training_tasks_v1_nonce_is_spent_only_by_a_good_signature(env: Env) -> None:
+    """A request refused before its signature is accepted (here: a wrong key) does not spend its Nonce."""
+    common = V1(nonce="777000777")
+    forged = v1_request(Creds(env.creds.secret_id, "z" * 32), env.host, {"Limit": 1}, common=common)
+    assert env.code(forged) == "AuthFailure.SignatureFailure"
+    assert env.code(env.v1({"Limit": 1}, common=common)) is None
+    assert env.code(env.v1({"Limit": 2}, common=common)) == REPLAYED
+
+
+def test_describe_training_tasks_v1_replay_is_refused_across_workers(database_url: str, tmp_path: Path) -> None:
+    """Two workers share the memory of nonces (the database): a replay on a fresh connection, which may land
+    on either worker, is refused too."""
+    with running_server(database_url, tmp_path, extra_args=("--workers", "2")) as server:
+        req = v1_request(_creds(server.key), server.endpoint, {"Limit": 1})
+        codes = []
+        for _ in range(10):
+            with RawClient(server.port) as raw:  # a new connection each time
+                codes.append(check_envelope(raw.send(req)).get("Error", {}).get("Code"))
+    assert codes == [None] + [REPLAYED] * 9
+
+
+def test_describe_training_tasks_sdk_v1_calls_are_not_replays(env: Env) -> None:
+    """The SDK draws a fresh Nonce per call, so a run of v1 calls never meets the replay check."""
+    client = env.server.client(sign_method="HmacSHA256")
+    for _ in range(5):
+        assert client.DescribeTrainingTasks(models.DescribeTrainingTasksRequest()).TotalCount == 0
 
 
 # -- language -----------------------------------------------------------------------------------------

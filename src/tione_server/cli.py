@@ -132,22 +132,28 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     help="debug, info (default: a line per request and per task state change), warning or error "
     "(also TIONE_LOG_LEVEL).",
 )
+@click.option("--tls-cert", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="PEM certificate: serve HTTPS (with --tls-key). Needed beyond loopback.")  # fmt: skip
+@click.option("--tls-key", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key of --tls-cert.")  # fmt: skip
 def serve(
     host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
     executor: str | None, data_dir: str | None, cos_root: str | None, callback_allow: tuple[str, ...] | None,
-    log_level: str | None,
+    log_level: str | None, tls_cert: str | None, tls_key: str | None,
 ) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
 
     from tione_server.app import SETTINGS_ENV, configure_logging, create_app
     from tione_server.catalogue import Catalogue
+    from tione_server.serving import PLAINTEXT_WARNING, is_loopback, uvicorn_options
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together.")
     settings = _settings(
         host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
         executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
-        callback_allow=callback_allow,
-        log_level=log_level,
+        callback_allow=callback_allow, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
@@ -164,10 +170,12 @@ def serve(
     except DatabaseError as err:
         _fail(str(err))
     click.echo(_banner(settings, workers, has_keys=app.store.count_active_keys() > 0), err=True)
+    if not tls_cert and not is_loopback(host):
+        click.echo(PLAINTEXT_WARNING.format(host=host), err=True)  # issue 7 C8
     # uvicorn's own INFO lines repeat the banner; it speaks at warning unless asked for debug or error only.
     server_level = settings.log_level if settings.log_level in ("debug", "error") else "warning"
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level=server_level, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level=server_level, access_log=False, **uvicorn_options(settings))
         return
     # uvicorn starts each worker as a fresh process that imports its app by name; the app built above
     # has done its job (schema created once, keys checked) and the workers rebuild it from `settings`.
@@ -181,6 +189,7 @@ def serve(
         port=port,
         log_level=server_level,
         access_log=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -207,7 +216,7 @@ def _endpoint(settings: Settings) -> str:
     """The URL clients use: a wildcard bind address is reached through loopback."""
     host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.port}"
+    return f"{'https' if settings.tls_cert else 'http'}://{host}:{settings.port}"
 
 
 def _command(name: str) -> str:

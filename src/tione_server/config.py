@@ -49,6 +49,16 @@ class Settings:
     """Seconds a signed request's timestamp may differ from server time (api3-protocol §4)."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest TC3 POST body; v1 bodies are capped at 1 MB and GET queries at 32 KB (api3-protocol §1)."""
+    read_timeout: float = 30.0
+    """Seconds a client has to send a request's headers, and again its body; slower clients get their
+    connection closed (TIONE_READ_TIMEOUT; issue 7 B5)."""
+    body_bytes_in_flight: int = 64 * 1024 * 1024
+    """Body bytes (beyond the first 64 KB of each) that one worker's requests may hold at once; a body that would
+    pass it answers ServiceUnavailable (TIONE_BODY_BYTES_IN_FLIGHT; issue 7 B5)."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) file; with tls_key the server speaks HTTPS only (serve --tls-cert; issue 7 C8)."""
+    tls_key: str | None = None
+    """PEM private key file of tls_cert (serve --tls-key)."""
     catalogue_path: str | None = None
     """TOML file of instance types, prices, resource groups and frameworks (TIONE_CATALOGUE); None: built-in."""
     executor: str = "local"
@@ -99,9 +109,11 @@ class Settings:
         for name in ("executor", "data_dir", "cos_root", "log_level"):
             if value := os.environ.get(f"TIONE_{name.upper()}"):
                 values[name] = value
-        for name in ("stop_grace_seconds", "runner_interval"):
+        for name in ("stop_grace_seconds", "runner_interval", "read_timeout"):
             if value := os.environ.get(f"TIONE_{name.upper()}"):
                 values[name] = float(value)
+        if in_flight := os.environ.get("TIONE_BODY_BYTES_IN_FLIGHT"):
+            values["body_bytes_in_flight"] = int(in_flight)
         if timeline := os.environ.get("TIONE_SIMULATE_SECONDS"):
             values["simulate_seconds"] = tuple(float(x) for x in timeline.split(","))
         if allow := os.environ.get("TIONE_CALLBACK_ALLOW"):

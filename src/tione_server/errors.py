@@ -122,6 +122,22 @@ class SignatureExpire(ApiError):
     code = "AuthFailure.SignatureExpire"
 
 
+class NonceReused(SignatureExpire):
+    """A v1 request whose (SecretId, Nonce) was already accepted within the timestamp window (issue 7 C7).
+
+    No code names a replay; SignatureExpire does what it needs: the signature can no longer be used, and the
+    remedy is the same, sign the request again (with a fresh Nonce, as every SDK draws one per request).
+    """
+
+    def __init__(self, nonce: str, window: int) -> None:
+        shown = nonce if len(nonce) <= 40 else nonce[:40] + "..."
+        super().__init__(
+            f"The `Nonce` {shown} was already used with this SecretId within the last {window} s; a signed "
+            "request is accepted once. Sign the request again with a new `Nonce`.",
+            f"`Nonce` {shown} 已在 {window} 秒内使用过，同一签名请求只接受一次，请使用新的 `Nonce` 重新签名。",
+        )
+
+
 class SignatureFailure(ApiError):
     code = "AuthFailure.SignatureFailure"
 
@@ -159,6 +175,10 @@ class TokenFailure(ApiError):
             "Token verification failed. Please check your Token is correct.",
             "Token验证失败，请检查Token是否正确。",
         )
+
+
+class ServiceUnavailable(ApiError):
+    code = "ServiceUnavailable"
 
 
 class ResourceNotFound(ApiError):

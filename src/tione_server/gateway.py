@@ -20,6 +20,7 @@ import msgspec
 from tione_server import signing
 from tione_server.api import codec
 from tione_server.api._generated import ACTIONS, SERVICE, VERSION, Action, TioneApi
+from tione_server.bodies import SMALL_BODY, BodyBudget, Receive, read_body, skim_body
 from tione_server.config import KNOWN_REGIONS, Settings
 from tione_server.context import Caller, RequestContext
 from tione_server.errors import (
@@ -31,10 +32,12 @@ from tione_server.errors import (
     InvalidParameterValue,
     InvalidSecretId,
     MissingParameter,
+    NonceReused,
     NoSuchVersion,
     RequestLimitExceeded,
     RequestSizeLimitExceeded,
     SecretIdNotFound,
+    ServiceUnavailable,
     SignatureExpire,
     SignatureFailure,
     TokenFailure,
@@ -44,12 +47,12 @@ from tione_server.errors import (
 )
 from tione_server.models import ApiKey
 from tione_server.ratelimit import RateLimiter
+from tione_server.replay import NonceStore
 from tione_server.store import Store
 
 log = logging.getLogger("tione_server.gateway")
 
 Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 V1_MAX_BODY = 1024 * 1024
@@ -66,6 +69,35 @@ class Request(msgspec.Struct):
     body: bytes
 
 
+class Tc3Head(msgspec.Struct):
+    """The parts of a TC3 request judged from its headers: the parsed Authorization and its key."""
+
+    auth: signing.Tc3Authorization
+    key: ApiKey
+    timestamp: str
+    now: float
+
+
+class Trace(msgspec.Struct):
+    """What the request's INFO line says (issue 7 F16), filled in as the pipeline learns it."""
+
+    action: str
+    uin: str = "-"
+    code: str = "OK"
+
+    def see(self, ctx: RequestContext, action: Action) -> None:
+        """The caller and action are known: a later refusal (a bad parameter, say) is logged with them."""
+        self.uin = ctx.caller.uin
+        self.action = action.name
+
+
+class Head(msgspec.Struct):
+    """What the request line and headers decided: the largest body allowed, and for TC3 the checked parts."""
+
+    limit: int
+    tc3: Tc3Head | None = None
+
+
 class Gateway:
     """Turns raw requests into verified, decoded action calls and their replies."""
 
@@ -75,40 +107,82 @@ class Gateway:
         store: Store,
         service: TioneApi,
         limiter: RateLimiter,
+        nonces: NonceStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
         self.service = service
         self.limiter = limiter
+        self.nonces = nonces
         self.clock = clock
+        self.budget = BodyBudget(settings.body_bytes_in_flight)
 
     # -- ASGI -------------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point for HTTP requests."""
+        """ASGI entry point for HTTP requests: headers are judged before the body is read (issue 7 B5)."""
         # Header bytes are read as latin-1, which is how Python clients put a str on the wire, so the
         # text signs the same here as there. The query is ASCII: the HTTP server refuses raw bytes in it.
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
+        query = scope["query_string"].decode("latin-1")
+        request_id = str(uuid.uuid4())
+        language = headers.get("x-tc-language", "")
+        timeout = self.settings.read_timeout
+        # One INFO line per request (issue 7 F16); the clock is read only when that line will be written.
+        started = time.perf_counter() if log.isEnabledFor(logging.INFO) else None
+        trace = Trace(action=headers.get("x-tc-action", ""))
+        try:
+            head = self._head(method, query, headers)
+        except Exception as exc:
+            # Refused on its headers alone: a small body is read (so the connection can serve the next
+            # request), a larger one not at all, and its connection is closed after the reply.
+            length = _declared_length(headers)
+            kept = length is not None and length <= SMALL_BODY and await skim_body(receive, timeout=timeout)
+            await _send(send, _error_reply(exc, request_id, language, trace), close=not kept)
+            _log_request(trace, request_id, started)
+            return
+        body = await read_body(receive, limit=head.limit, budget=self.budget, timeout=timeout)
+        try:
+            if body.stop == "gone":
+                return
+            if body.stop is not None:
+                refusal = _stopped(body.stop, self.settings)
+                await _send(send, _error_reply(refusal, request_id, language, trace), close=True)
+            else:
+                reply = self.handle(Request(method, query, headers, body.data), head, request_id, language, trace)
+                await _send(send, reply, close=False)
+            _log_request(trace, request_id, started)
+        finally:
+            self.budget.release(body.held)
+
+    def _head(self, method: str, query: str, headers: dict[str, str]) -> Head:
+        """What the request line and headers decide, in api3-protocol §4 order, before any body is read.
+
+        A TC3 request's timestamp, Authorization and SecretId are judged here; a v1 request carries its
+        credentials in the body (POST) or query (GET), so only its size is.
+        """
+        if method not in ("GET", "POST"):
+            raise UnsupportedProtocol(f"The HTTP method `{method}` is not supported; use GET or POST.")
         limit = self._body_limit(method, headers)
-        body, too_big = await _read_body(receive, limit)
-        request = Request(method, scope["query_string"].decode("latin-1"), headers, body)
-        reply = self.handle(request, too_big=too_big)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*_HEADERS, (b"content-length", str(len(reply)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": reply})
+        length = _declared_length(headers)
+        if (method == "GET" and len(query) > GET_MAX_QUERY) or (length is not None and length > limit):
+            raise RequestSizeLimitExceeded("The request size exceeds the limit.")
+        auth = headers.get("authorization")
+        if auth is not None and auth.startswith(signing.TC3_ALGORITHM + " "):
+            return Head(limit, self._tc3_head(headers, auth))
+        if auth is not None:
+            raise InvalidAuthorization("the algorithm must be `TC3-HMAC-SHA256`")
+        if method == "GET" or _media_type(headers) == "application/x-www-form-urlencoded":
+            return Head(limit)
+        if _media_type(headers) in ("application/json", "multipart/form-data"):
+            raise InvalidParameter("The request `Authorization` header is missing.")
+        raise MissingParameter("Action")
 
     def _body_limit(self, method: str, headers: dict[str, str]) -> int:
         if method == "GET":
             return GET_MAX_QUERY  # a GET's body carries nothing, but counts towards its 32 KB (§1)
-        if method != "POST":
-            return 0
         if headers.get("authorization", "").startswith("TC3-HMAC-SHA256"):
             return self.settings.max_body_bytes
         if _media_type(headers) == "application/x-www-form-urlencoded":
@@ -117,60 +191,32 @@ class Gateway:
 
     # -- pipeline ---------------------------------------------------------------------------------
 
-    def handle(self, request: Request, *, too_big: bool = False) -> bytes:
-        """One request in, one JSON reply out; never raises."""
-        request_id = str(uuid.uuid4())
-        language = request.headers.get("x-tc-language", "")
-        # One INFO line per request (issue 7 F16); the clock is read only when that line will be written.
-        started = time.perf_counter() if log.isEnabledFor(logging.INFO) else None
-        ctx: RequestContext | None = None
-        action_name = request.headers.get("x-tc-action", "")
-        code = "OK"
+    def handle(self, request: Request, head: Head, request_id: str, language: str, trace: Trace) -> bytes:
+        """The rest of the pipeline once the body is in: one JSON reply out; never raises.
+
+        Parameters are decoded once the caller is known, so a bad parameter is logged with its account.
+        """
         try:
-            if request.method not in ("GET", "POST"):
-                raise UnsupportedProtocol(f"The HTTP method `{request.method}` is not supported; use GET or POST.")
-            if too_big or (request.method == "GET" and len(request.raw_query) > GET_MAX_QUERY):
-                raise RequestSizeLimitExceeded("The request size exceeds the limit.")
-            auth = request.headers.get("authorization")
-            # Parameters are decoded once the caller is known, so a bad parameter is logged with its account.
-            if auth is not None and auth.startswith(signing.TC3_ALGORITHM + " "):
-                ctx, action = self._tc3(request, auth, request_id, language)
-                req = self._tc3_params(request, action)
-            elif auth is not None:
-                raise InvalidAuthorization("the algorithm must be `TC3-HMAC-SHA256`")
-            elif request.method == "GET" or _media_type(request.headers) == "application/x-www-form-urlencoded":
+            if head.tc3 is not None:
+                ctx, action = self._tc3(request, head.tc3, request_id, language)
+                trace.see(ctx, action)
+                req = _tc3_params(request, action)
+            else:
                 params = _parse_pairs(request.raw_query if request.method == "GET" else _text(request.body))
                 language = _first(params, "Language") or language
-                action_name = _first(params, "Action") or ""
+                trace.action = _first(params, "Action") or ""
                 ctx, action = self._v1(request, params, request_id, language)
+                trace.see(ctx, action)
                 req = codec.decode_flat(action, params)
-            elif _media_type(request.headers) in ("application/json", "multipart/form-data"):
-                raise InvalidParameter("The request `Authorization` header is missing.")
-            else:
-                raise MissingParameter("Action")
-            action_name = action.name
             resp = getattr(self.service, action.method)(ctx, req)
-            reply = codec.encode_response(resp, request_id)
-        except ApiError as err:
-            code = err.code
-            reply = codec.encode_error(err.code, err.localized(language), request_id)
-        except Exception:
-            log.exception("unexpected error, RequestId %s", request_id)
-            internal = InternalError()
-            code = internal.code
-            reply = codec.encode_error(internal.code, internal.localized(language), request_id)
-        if started is not None:
-            log.info(
-                "request RequestId=%s uin=%s action=%s code=%s ms=%.1f",
-                request_id, ctx.caller.uin if ctx else "-", action_name or "-", code,
-                (time.perf_counter() - started) * 1000,
-            )  # fmt: skip
-        return reply
+            return codec.encode_response(resp, request_id)
+        except Exception as exc:
+            return _error_reply(exc, request_id, language, trace)
 
-    def _tc3(self, request: Request, auth_header: str, request_id: str, language: str) -> tuple[RequestContext, Action]:
-        h = request.headers
-        action_name = _required(h.get("x-tc-action"), "Action")
-        version = _required(h.get("x-tc-version"), "Version")
+    def _tc3_head(self, h: dict[str, str], auth_header: str) -> Tc3Head:
+        """The TC3 checks that need no body: common headers, timestamp, Authorization, SecretId (§4 steps 4-7)."""
+        _required(h.get("x-tc-action"), "Action")
+        _required(h.get("x-tc-version"), "Version")
         timestamp = _required(h.get("x-tc-timestamp"), "Timestamp")
         now = self._check_timestamp(timestamp)
         try:
@@ -181,16 +227,19 @@ class Gateway:
             raise InvalidAuthorization("`Service` in Credential not valid")
         if auth.date != datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d"):
             raise SignatureFailure("The date in `Credential` is not the UTC date of `X-TC-Timestamp`.")
-        key = self._key(auth.secret_id)
+        return Tc3Head(auth, self._key(auth.secret_id), timestamp, now)
+
+    def _tc3(self, request: Request, head: Tc3Head, request_id: str, language: str) -> tuple[RequestContext, Action]:
+        h = request.headers
         try:
             ok = signing.verify_tc3(
-                auth,
-                key.secret_key,
+                head.auth,
+                head.key.secret_key,
                 method=request.method,
                 raw_query=request.raw_query,
                 headers=h,
                 body=request.body,
-                timestamp=timestamp,
+                timestamp=head.timestamp,
             )
         except KeyError as missing:
             raise SignatureFailure(f"The signed header {missing} is absent from the request.") from None
@@ -198,18 +247,9 @@ class Gateway:
             raise SignatureFailure()
         if h.get("x-tc-token"):
             raise TokenFailure()
-        action = self._action(version, action_name)
+        action = self._action(h["x-tc-version"], h["x-tc-action"])
         region = self._region(h.get("x-tc-region"), "X-TC-Region")
-        return self._context(key, region, request_id, language, now, action), action
-
-    @staticmethod
-    def _tc3_params(request: Request, action: Action) -> msgspec.Struct:
-        if request.method == "GET":
-            return codec.decode_flat(action, _parse_pairs(request.raw_query))
-        media = _media_type(request.headers)
-        if media != "application/json":
-            raise InvalidParameter(f"The content type `{media}` is not supported for TC3-HMAC-SHA256 POST requests.")
-        return codec.decode_json(action, request.body)
+        return self._context(head.key, region, request_id, language, head.now, action), action
 
     def _v1(
         self, request: Request, params: list[tuple[str, str]], request_id: str, language: str
@@ -227,6 +267,9 @@ class Gateway:
             raise SignatureFailure()
         if _first(params, "Token"):
             raise TokenFailure()
+        # The signature is good: its Nonce is spent for as long as its Timestamp is (issue 7 C7).
+        if not self.nonces.accept(key.secret_id, nonce, int(timestamp) + self.settings.timestamp_window, now):
+            raise NonceReused(nonce, self.settings.timestamp_window)
         action = self._action(_first(params, "Version") or "", _first(params, "Action") or "")
         region = self._region(_first(params, "Region"), "Region")
         return self._context(key, region, request_id, language, now, action), action
@@ -291,25 +334,57 @@ class Gateway:
         return RequestContext(caller=caller, region=region, request_id=request_id, language=language, now=now)
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The whole body, or (b"", True) once it passes `limit` (the rest is drained, not kept)."""
-    chunks: list[bytes] = []
-    size = 0
-    too_big = False
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            too_big = True
-            chunks.clear()
-        elif chunk:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks), too_big
+def _tc3_params(request: Request, action: Action) -> msgspec.Struct:
+    """A verified TC3 request's parameters: the query of a GET, the JSON body of a POST."""
+    if request.method == "GET":
+        return codec.decode_flat(action, _parse_pairs(request.raw_query))
+    media = _media_type(request.headers)
+    if media != "application/json":
+        raise InvalidParameter(f"The content type `{media}` is not supported for TC3-HMAC-SHA256 POST requests.")
+    return codec.decode_json(action, request.body)
+
+
+def _log_request(trace: Trace, request_id: str, started: float | None) -> None:
+    if started is not None:
+        log.info(
+            "request RequestId=%s uin=%s action=%s code=%s ms=%.1f",
+            request_id, trace.uin, trace.action or "-", trace.code, (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+
+
+def _stopped(reason: str, settings: Settings) -> ApiError:
+    """The answer to a body whose reading stopped early (bodies.Body.stop); its connection is then closed."""
+    if reason == "too_large":
+        return RequestSizeLimitExceeded("The request size exceeds the limit.")
+    if reason == "busy":
+        return ServiceUnavailable("The server is receiving too many large request bodies at once; retry later.")
+    return InvalidParameter(f"The request body did not arrive within {settings.read_timeout:g} s.")
+
+
+async def _send(send: Send, reply: bytes, *, close: bool) -> None:
+    headers = [*_HEADERS, (b"content-length", str(len(reply)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))  # uvicorn closes it once the reply is out
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": reply})
+
+
+def _error_reply(exc: Exception, request_id: str, language: str, trace: Trace) -> bytes:
+    """The envelope of an ApiError; anything else is logged with the RequestId and answered as InternalError."""
+    if not isinstance(exc, ApiError):
+        log.error("unexpected error, RequestId %s", request_id, exc_info=exc)
+        exc = InternalError()
+    trace.code = exc.code
+    return codec.encode_error(exc.code, exc.localized(language), request_id)
+
+
+def _declared_length(headers: dict[str, str]) -> int | None:
+    """The body size the headers announce (0 without Content-Length); None when unknown (chunked)."""
+    if "transfer-encoding" in headers:
+        return None
+    length = headers.get("content-length", "0")
+    # The HTTP server has already refused a Content-Length that is not digits; 18 digits fit any int here.
+    return int(length) if _is_ascii_integer(length) and len(length) <= 18 else None
 
 
 def _is_ascii_integer(text: str) -> bool:

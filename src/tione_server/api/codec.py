@@ -25,6 +25,10 @@ COMMON_PARAMETERS = frozenset(
 )  # fmt: skip
 """Public parameters of API 3.0: never an action's own, never `UnknownParameter`."""
 
+MAX_DEPTH = 64
+"""Most segments in a flattened parameter name (TI-ONE's deepest path has about 6): a deeper name is
+InvalidParameter before anything recurses over it (issue 7 B6)."""
+
 _INDEX = re.compile(r"[0-9]+")  # fullmatch, ASCII only: str.isdigit() also admits `²`
 _AT = " - at `$"
 REQUIRED_BUT_INVALID: frozenset[tuple[type[msgspec.Struct], str]] = frozenset(
@@ -118,8 +122,15 @@ def decode_json(action: Action, body: bytes) -> msgspec.Struct:
         req = _decode_without_common(action, body)
     except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec lets invalid UTF-8 in strings through as the latter
         raise InvalidParameter("The request body is not a valid JSON object.") from None
+    except RecursionError:
+        raise _too_deep() from None
     _check_required(req, "")
     return req
+
+
+def _too_deep() -> InvalidParameter:
+    # Issue 7 B6: msgspec stops at Python's recursion limit (about 1,000 levels) with RecursionError.
+    return InvalidParameter("The request body is nested too deeply.")
 
 
 def _decode_without_common(action: Action, body: bytes) -> msgspec.Struct:
@@ -129,6 +140,8 @@ def _decode_without_common(action: Action, body: bytes) -> msgspec.Struct:
         raw = msgspec.json.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise InvalidParameter("The request body is not a valid JSON object.") from None
+    except RecursionError:
+        raise _too_deep() from None
     try:
         return msgspec.convert(
             {k: v for k, v in raw.items() if k not in COMMON_PARAMETERS}, action.request, strict=True
@@ -148,6 +161,8 @@ def unflatten(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             continue
         if any(p == "" for p in parts):
             raise InvalidParameter(f"Parameter `{key}` is not a valid parameter name.")
+        if len(parts) > MAX_DEPTH:  # issue 7 B6: rebuilding and converting nest one call per level
+            raise InvalidParameter(f"Parameter `{key[:200]}` is nested deeper than {MAX_DEPTH} levels.")
         node = root
         for part in parts[:-1]:
             child = node.setdefault(part, {})

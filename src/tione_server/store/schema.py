@@ -191,3 +191,13 @@ metrics = Table(
     Column("points", _text(), nullable=False),
 )
 Index("ix_metrics_task", metrics.c.task_num, metrics.c.timestamp)
+
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("secret_id", _text(), primary_key=True),
+    Column("nonce", _text(), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+    # v1 Nonces accepted and not yet expired (issue 7 C7; replay.py); rows past expires_at are pruned.
+)
+Index("ix_nonces_expires", nonces.c.expires_at)
