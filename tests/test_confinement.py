@@ -9,6 +9,7 @@ import io
 import os
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def _wait(server: Server, task_id: str, key: Any, timeout: float = 30.0) -> dict
 
 
 FORMS = {"dotdot": "a/../../b", "absolute": "/etc", "nul": "a\x00b", "control": "a\x1bb"}
-FIELDS = {
+FIELDS: dict[str, Callable[[str], dict[str, Any]]] = {
     "CodePackagePath.Bucket": lambda v: {"CodePackagePath": _cos(v, "code")},
     "CodePackagePath.Paths.0": lambda v: {"CodePackagePath": _cos("b", v)},
     "Output.Bucket": lambda v: {"Output": _cos(v, "out")},
@@ -128,7 +129,7 @@ def test_create_training_task_symlink_out_of_the_account_is_submit_failed(databa
         (bucket / "pkg" / "passwd").symlink_to("/etc/passwd")
         (bucket / "ok").mkdir()
         (bucket / "ok" / "train.py").write_text('print("mine")\n')
-        cases = {
+        cases: dict[str, dict[str, Any]] = {
             "code": {"CodePackagePath": _cos("b", "code")},
             "other": {"CodePackagePath": _cos("b", "other/b")},
             "output": {"Output": _cos("b", "code/new-dir")},
