@@ -7,7 +7,7 @@ submissions the way the local one does when the disk is full.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from tests.inprocess import Harness, params
 from tione_server.executors.base import RunSpec, Submission
 from tione_server.executors.simulate import SimulateExecutor
+from tione_server.models import Pod
 from tione_server.runner import INTERNAL, RETRY_MAX, SUBMIT_GIVE_UP
 
 ROOMY = "[capacity]\ncpu = 64000\nmemory = 262144\ngpu = 0\n"
@@ -85,3 +86,28 @@ def test_runner_final_submit_failure_is_not_retried(h: Harness, tmp_path: Path) 
     _tick_for(h, 5.0)
     assert executor.calls == 1
     assert (h.detail(task_id)["Status"], h.detail(task_id)["FailureReason"]) == ("SUBMIT_FAILED", FULL_DISK)
+
+
+class FailingLaunch(SimulateExecutor):
+    """Launching raises (a bug, say), every time."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(data_dir=workdir / "data", submit_seconds=0.0)
+        self.launches = 0
+
+    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:
+        self.launches += 1
+        raise RuntimeError("a bug in the executor")
+
+
+def test_runner_failing_launch_backs_off_and_stops_at_once(h: Harness, tmp_path: Path) -> None:
+    executor = FailingLaunch(tmp_path)
+    h.use_executor(executor)
+    task_id = h.call("CreateTrainingTask", params("no-launch"))["Id"]
+    _tick_for(h, 10.0)
+    assert h.detail(task_id)["Status"] == "STARTING"
+    assert executor.launches < 8  # tries 0.5, 1, 2, 4 s apart, not 500 times
+    h.call("StopTrainingTask", {"Id": task_id})
+    h.tick(h.clock.now + 0.02)  # the backoff belongs to STARTING: the stop is handled on the next pass
+    assert h.detail(task_id)["Status"] == "STOPPED"
+    assert h.code("DeleteTrainingTask", {"Id": task_id}) == ""

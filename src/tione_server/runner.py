@@ -105,6 +105,8 @@ class Backoff:
     """A run whose last step failed for a reason worth retrying: when it failed first, how often, when next."""
 
     since: float
+    status: str
+    """The run's status when it failed: a new status (a Stop came) is a new step, tried at once."""
     attempts: int = 0
     next_at: float = 0.0
 
@@ -218,13 +220,15 @@ class Runner:
         changed = False
         for run, task in items:
             waiting = self._backoff.get(run.id)
+            if waiting is not None and waiting.status != run.status:
+                del self._backoff[run.id]  # a new status is a new step (e.g. stopped while its launch kept failing)
+                waiting = None
             if waiting is not None and now < waiting.next_at:
                 continue
             try:
                 changed |= self._step(run, task, now)
             except Exception:  # one broken run must not hold up the others, nor spin (issue 7 A3)
-                delay = self._backoff.setdefault(run.id, Backoff(now)).failed(now)
-                log.exception("runner: run %s failed to advance; next try in %.1f s", run.id, delay)
+                self._failed_step(run, now)
             else:
                 if waiting is not None and run.status != TaskStatus.SUBMITTING:  # _submit keeps its own
                     self._backoff.pop(run.id, None)
@@ -241,6 +245,11 @@ class Runner:
             r.status in (TaskStatus.SUBMITTING, TaskStatus.STARTING) and r.id not in self._backoff for r, _ in items
         )
         return changed
+
+    def _failed_step(self, run: Run, now: float) -> None:
+        """Log a step that raised and put the run on backoff (the caller is in an `except` block)."""
+        delay = self._backoff.setdefault(run.id, Backoff(now, run.status)).failed(now)
+        log.exception("runner: run %s failed to advance; next try in %.1f s", run.id, delay)
 
     def _step(self, run: Run, task: Task, now: float) -> bool:
         status = run.status
@@ -276,7 +285,7 @@ class Runner:
 
     def _retry_submit(self, run: Run, task: Task, error: str, now: float) -> bool:
         """Back off before preparing the run again; after SUBMIT_GIVE_UP seconds of failures, SUBMIT_FAILED."""
-        backoff = self._backoff.setdefault(run.id, Backoff(now))
+        backoff = self._backoff.setdefault(run.id, Backoff(now, run.status))
         if now - backoff.since >= SUBMIT_GIVE_UP:
             self._backoff.pop(run.id, None)
             reason = f"{error} (still failing after {backoff.attempts + 1} attempts)"
@@ -323,7 +332,10 @@ class Runner:
             self.store.save_pods(run, run.pods)
             self._account(run, pool_used, node_used)
             changed = True
-            self._launch(run, task, run.pods, now)
+            try:
+                self._launch(run, task, run.pods, now)
+            except Exception:  # launched again from STARTING, after a backoff
+                self._failed_step(run, now)
         return changed
 
     @staticmethod
