@@ -43,7 +43,9 @@ FORWARD = ["SUBMITTING", "PENDING", "STARTING", "RUNNING"]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One live server (local executor, a roomy pool) for the tests that do not need their own."""
     workdir = tmp_path_factory.mktemp("lifecycle")
-    with training_server(f"sqlite:///{workdir / 'tione.db'}", workdir) as srv:
+    # The callback receivers of these tests listen on 127.0.0.1, denied unless allowed (issue 7 D10).
+    allow = ("--callback-allow", "127.0.0.0/8")
+    with training_server(f"sqlite:///{workdir / 'tione.db'}", workdir, extra=allow) as srv:
         yield srv
 
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.live import Server, create_key
+from tests.conftest import BACKENDS, make_database
+from tests.live import Server, create_key, running_server
 from tests.training import TERMINAL, cos_tree, create, error_code, python_cmd, training_server, wait_status
 from tione_server.executors.base import RunFiles
+from tione_server.sealed import seal
+from tione_server.service.logs import CONTEXT_KEY
+from tione_server.store import Store
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 SCRIPT = (
@@ -110,6 +117,87 @@ def test_describe_logs_paging_with_context(logged: tuple[Server, str, str]) -> N
     skipped = logs(srv, ServiceId=run, Order="ASC", Offset=15)
     assert [line["Id"] for line in skipped["Content"]] == [line["Id"] for line in everything["Content"]][15:]
     assert error_code(lambda: logs(srv, ServiceId=run, Offset=10000)) == "FailedOperation.ContextLimitError"
+
+
+def _flip(token: str, at: int) -> str:
+    raw = bytearray(base64.urlsafe_b64decode(token))
+    raw[at] ^= 0x01
+    return base64.urlsafe_b64encode(bytes(raw)).decode()
+
+
+def _genuine(srv: Server, run: str) -> str:
+    context = str(logs(srv, ServiceId=run, Order="ASC", Limit=3)["Context"])
+    assert context
+    return context
+
+
+def _sealed(srv: Server, run: str, **changes: Any) -> str:
+    """A Context signed with the server's real key, claiming `changes` (as if the key had leaked)."""
+    key = Store(srv.database_url).secret(CONTEXT_KEY)
+    payload = json.loads(base64.urlsafe_b64decode(_genuine(srv, run))[1:-32])
+    return seal(json.dumps(payload | changes).encode(), key)
+
+
+def test_describe_logs_forged_or_altered_context_is_invalid(logged: tuple[Server, str, str]) -> None:
+    """Issue 7 C9: no crafted Context answers InternalError or lifts the page size."""
+    srv, task_id, run = logged
+    genuine = _genuine(srv, run)
+    old_style = {
+        "uin": srv.key.uin, "region": "ap-guangzhou", "project": "", "service_id": run, "pod_name": "",
+        "start_ns": 0, "end_ns": 2**62, "limit": 10**9, "descending": False, "keywords": [], "stream": "",
+        "position": 0,
+    }  # fmt: skip
+    forged = [
+        base64.urlsafe_b64encode(json.dumps(old_style).encode()).decode(),  # unsigned, as today's cursors were
+        base64.urlsafe_b64encode(json.dumps(old_style | {"start_ns": "x"}).encode()).decode(),
+        base64.urlsafe_b64encode(json.dumps(old_style | {"keywords": 5}).encode()).decode(),
+        base64.urlsafe_b64encode(b"[]").decode(),
+        _flip(genuine, 1),  # the payload
+        _flip(genuine, -1),  # the MAC
+        _flip(genuine, 0),  # the version byte
+        genuine[:-8],
+        genuine + "AAAA",
+        "!" + genuine[1:],
+        "x" * 20000,
+        "é",
+        # Signed with the real key but out of range: refused all the same.
+        _sealed(srv, run, limit=10**9),
+        _sealed(srv, run, limit=0),
+        _sealed(srv, run, position=-5),
+        _sealed(srv, run, start_ns=10, end_ns=5),
+        _sealed(srv, run, stream="secrets"),
+        _sealed(srv, run, keywords="x"),
+        _sealed(srv, run, end_ns="now"),
+    ]
+    for context in forged:
+        assert error_code(partial(logs, srv, Context=context)) == "InvalidParameterValue", context[:80]
+    # Bound to the task (and pods) it was made for, and to the caller's account and workspace.
+    other_run = f"{task_id}-zzzzzzzzzzzz"
+    assert error_code(lambda: logs(srv, Context=genuine, ServiceId=other_run)) == "InvalidParameterValue"
+    assert error_code(lambda: logs(srv, Context=genuine, PodName=f"{task_id}*")) == "InvalidParameterValue"
+    stranger = create_key(srv.database_url, "100000000998")
+    body = {"Service": "TRAIN", "Context": genuine}
+    assert error_code(lambda: srv.call("DescribeLogs", body, key=stranger)) == "InvalidParameterValue"
+    assert error_code(lambda: logs(srv, Context=genuine, TiProjectId="ws-elsewhere")) == "InvalidParameterValue"
+    # The genuine one, with the same ServiceId, still pages on: 3 lines, as asked on the first page.
+    assert len(logs(srv, Context=genuine, ServiceId=run)["Content"]) == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_describe_logs_context_pages_on_another_server_process(backend: str, tmp_path: Path) -> None:
+    """The key sealing Contexts lives in the database: every process (worker, replica) on it accepts them."""
+    for url in make_database(backend, tmp_path):
+        env = {"TIONE_SIMULATE_SECONDS": "0,0,3"}
+        args = ("--executor", "simulate")
+        with running_server(url, tmp_path, extra_args=args, env=env) as one:
+            task_id = create(one, "paged", "true")
+            run = wait_status(one, task_id, *TERMINAL, timeout=20)["LatestInstanceId"]
+            everything = [line["Id"] for line in logs(one, ServiceId=run, Order="ASC", Limit=1000)["Content"]]
+            assert len(everything) >= 4
+            first = logs(one, ServiceId=run, Order="ASC", Limit=2)
+            with running_server(url, tmp_path, extra_args=args, env=env) as two:
+                second = logs(two, Context=first["Context"], ServiceId=run)
+        assert [line["Id"] for line in first["Content"] + second["Content"]] == everything[:4]
 
 
 def test_describe_logs_time_window(logged: tuple[Server, str, str]) -> None:

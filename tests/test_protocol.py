@@ -631,3 +631,55 @@ def test_describe_training_tasks_rate_limit_defaults_to_20(tmp_path: Path) -> No
             assert _burst(raw, [tc3_request(_creds(other), host, {"Limit": 1}) for _ in range(20)]) == [None] * 20
     finally:
         server.stop()
+
+
+# -- issue 13: the TC3 service may be the Host's first label (SDKs that derive it from the endpoint) ---------
+
+
+def _scoped(env: Env, method: str, host: str, service: str, signed_host: str) -> RawRequest:
+    """A TC3 request sent with `Host: host`, its scope naming `service`, its signature over `signed_host`."""
+    return tc3_request(env.creds, signed_host, {"Limit": 1}, method=method, service=service).with_header("Host", host)
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize(
+    ("host", "service", "signed_host"),
+    [
+        ("127.0.0.1:{port}", "127", "127.0.0.1:{port}"),
+        ("127.0.0.1:{port}", "127", "127.0.0.1"),
+        ("localhost:{port}", "localhost:{port}", "localhost"),
+        ("localhost:{port}", "LOCALHOST:{port}", "localhost"),
+        ("[::1]:{port}", "[::1]:{port}", "[::1]"),
+        ("tione.example.com:{port}", "tione", "tione.example.com"),
+        ("Api.Example.com", "Api", "Api.Example.com"),
+    ],
+    ids=["ip-label", "ip-label-portless-host", "name-with-port", "name-upper-scope", "ipv6", "served", "name-case"],
+)  # fmt: skip
+def test_gateway_tc3_service_may_be_first_host_label(
+    env: Env, method: str, host: str, service: str, signed_host: str
+) -> None:
+    """The scope as the Node.js SDK builds it (`endpoint.split(".")[0]`), and its host signed without the port."""
+    port = env.server.port
+    req = _scoped(env, method, host.format(port=port), service.format(port=port), signed_host.format(port=port))
+    assert env.code(req) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "service", "signed_host", "code"),
+    [
+        ("127.0.0.1:{port}", "128", "127.0.0.1:{port}", "AuthFailure.InvalidAuthorization"),
+        ("127.0.0.1:{port}", "127.0.0.1", "127.0.0.1:{port}", "AuthFailure.InvalidAuthorization"),
+        ("10.0.0.1:{port}", "127", "10.0.0.1:{port}", "AuthFailure.InvalidAuthorization"),
+        ("[::1]:{port}", "[::2]:{port}", "[::1]", "AuthFailure.InvalidAuthorization"),
+        ("127.0.0.2:{port}", "127", "127.0.0.1", "AuthFailure.SignatureFailure"),
+        ("127.0.0.1:{port}", "127", "127.0.0.1:1", "AuthFailure.SignatureFailure"),
+    ],
+    ids=["other-label", "whole-host", "other-host", "other-ipv6", "host-changed", "other-port-signed"],
+)  # fmt: skip
+def test_gateway_tc3_service_other_than_host_label_is_refused(
+    env: Env, host: str, service: str, signed_host: str, code: str
+) -> None:
+    """Anything else is still refused, and the signature still binds the host (only a missing port is forgiven)."""
+    port = env.server.port
+    req = _scoped(env, "POST", host.format(port=port), service.format(port=port), signed_host.format(port=port))
+    assert env.code(req) == code

@@ -391,3 +391,62 @@ def test_signing_tc3_parse_reads_all_parts() -> None:
 def test_signing_tc3_absent_signed_header_is_key_error() -> None:
     with pytest.raises(KeyError):
         _verify(SIG_A, signed="content-type;host;x-tc-foo")
+
+
+# -- issue 13: SDKs that take the service from their endpoint, and sign the host without its port -------------
+
+# Signed by tencentcloud-sdk-nodejs 4.1.313 (`Sign.sign3`) for endpoints `127.0.0.1:8080` and `[::1]:8080`:
+# the scope holds the endpoint's first label, the canonical host is the URL's hostname (no port).
+NODE_POST = "239019cf19b321ec61b074cc93512887b8e4a3b59f57ac5f1dc08659a9212862"
+NODE_GET_IPV6 = "e92f3cc88a37f6ad88d280e02fd371710091c6d7e29ffa2a28d23b6b4fd3f8d1"
+
+
+@pytest.mark.parametrize(
+    ("host", "label"),
+    [
+        ("127.0.0.1:8080", "127"), ("127.0.0.1", "127"), ("tione.tencentcloudapi.com", "tione"),
+        ("localhost:8080", "localhost"), ("LocalHost:8080", "localhost"), ("[::1]:8080", "[::1]"),
+        ("[::1]", "[::1]"), ("[::ffff:127.0.0.1]:8080", "[::ffff:127"), ("Api.Example.com:443", "api"), ("", ""),
+    ],
+)  # fmt: skip
+def test_signing_tc3_host_label(host: str, label: str) -> None:
+    assert signing.host_label(host) == label
+
+
+@pytest.mark.parametrize(
+    ("service", "host", "accepted"),
+    [
+        ("tione", "127.0.0.1:8080", True), ("127", "127.0.0.1:8080", True), ("localhost:8080", "localhost:8080", True),
+        ("LOCALHOST:8080", "localhost:8080", True), ("localhost", "localhost:8080", True),
+        ("[::1]:8080", "[::1]:8080", True), ("[::ffff:127", "[::ffff:127.0.0.1]:8080", True),
+        ("tione", "", True), ("128", "127.0.0.1:8080", False), ("127.0.0.1", "127.0.0.1:8080", False),
+        ("cvm", "127.0.0.1:8080", False), ("TIONE", "127.0.0.1:8080", False), ("127", "", False),
+        ("[::2]:8080", "[::1]:8080", False), ("localhost", "localhost.example.com:8080", True),
+        ("example", "localhost.example.com", False),
+    ],
+)  # fmt: skip
+def test_signing_tc3_service_accepted(service: str, host: str, accepted: bool) -> None:
+    assert signing.tc3_service_accepted(service, host, "tione") is accepted
+
+
+@pytest.mark.parametrize(
+    ("method", "host", "service", "query", "body", "content_type", "signature"),
+    [
+        ("POST", "127.0.0.1:8080", "127", "", b'{"Limit":10}', "application/json", NODE_POST),
+        ("GET", "[::1]:8080", "[::1]:8080", "Limit=10", b"", "application/x-www-form-urlencoded", NODE_GET_IPV6),
+    ],
+    ids=["post-ipv4", "get-ipv6"],
+)
+def test_signing_tc3_verify_accepts_host_signed_without_port(
+    method: str, host: str, service: str, query: str, body: bytes, content_type: str, signature: str
+) -> None:
+    auth = signing.parse_tc3_authorization(_auth(signature, service=service))
+
+    def verify(sent_host: str) -> bool:
+        headers = _headers(host=sent_host, content_type=content_type)
+        return signing.verify_tc3(
+            auth, SECRET_KEY, method=method, raw_query=query, headers=headers, body=body, timestamp=TS
+        )
+
+    assert verify(host)
+    assert not verify(host.replace("1", "2"))  # the port is all that may be missing: another host still fails

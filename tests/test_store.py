@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select, update
@@ -97,6 +98,26 @@ def test_store_refuses_a_newer_schema(database_url: str) -> None:
     first.close()
     with pytest.raises(SchemaTooNew):
         Store(database_url)
+
+
+def test_store_secret_is_made_once_and_shared(database_url: str) -> None:
+    """Issue 7 C9: the key sealing log Contexts is the same for every process on the database, even when
+    several make it at the same moment, and survives a restart."""
+    stores = [Store(database_url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(stores)) as pool:
+            keys = list(pool.map(lambda s: s.secret("log_context"), stores))
+        assert len(keys[0]) == 32
+        assert keys == [keys[0]] * len(stores)
+        assert stores[0].secret("other") not in (keys[0], b"")
+    finally:
+        for s in stores:
+            s.close()
+    again = Store(database_url)
+    try:
+        assert again.secret("log_context") == keys[0]
+    finally:
+        again.close()
 
 
 # -- tasks ----------------------------------------------------------------------------------------

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from tione_server.callbacks import CallbackSender
 from tione_server.config import Settings
 from tione_server.gateway import Gateway, Receive, Scope, Send
+from tione_server.netpolicy import address_policy
 from tione_server.ratelimit import LocalRateLimiter
 from tione_server.runner import Lease, Runner
 from tione_server.service import TioneService
@@ -54,7 +57,7 @@ def create_app(settings: Settings) -> App:
     store = Store(settings.database_url)
     service = TioneService(settings, store)
     gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit))
-    callbacks = CallbackSender()
+    callbacks = CallbackSender(policy=address_policy(settings.callback_allow))
     lease = Lease(store)
     runner = Runner(
         store,
@@ -84,4 +87,14 @@ def app_from_env() -> App:
     if raw is None:
         return create_app(Settings.from_env())
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(raw).items()}
-    return create_app(Settings(**values))
+    settings = Settings(**values)
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    """Log records at `level` and above to stderr, one timestamped line each, in this process: `serve` calls it,
+    and so does every `--workers N` worker (issue 7 F16)."""
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )

@@ -2,20 +2,26 @@
 
 `CallbackSender.send` only enqueues, so a slow or dead receiver never delays an API call or the runner;
 delivery makes at most two attempts and never raises. Deciding *when* to call back is the runner's business.
+Delivery resolves the host itself, keeps only addresses the AddressPolicy permits and connects to exactly that
+address (so a DNS answer cannot change between check and use), and never follows a redirect (issue 7 D10).
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import logging
 import queue
+import socket
+import ssl
 import threading
 import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
+
+from tione_server.netpolicy import ALLOW_ALL, AddressPolicy, address_policy
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,39 @@ class _Rejected(Exception):
     """The receiver answered, but not with success (spec §8: 2xx and JSON `code` 0)."""
 
 
+class _Denied(Exception):
+    """The host resolves only to addresses the policy refuses: the callback is dropped, not retried."""
+
+
+_Address = tuple[socket.AddressFamily, Any]
+"""(family, sockaddr) as getaddrinfo gives them."""
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection to one address already checked, while the Host header, TLS server name and
+    certificate check use the URL's host name (issue 7 D10: no DNS-rebinding gap)."""
+
+    def __init__(self, host: str, port: int, address: _Address, timeout: float, tls: ssl.SSLContext | None) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+        self.tls = tls
+        if tls is not None:
+            self.default_port = http.client.HTTPS_PORT  # Host carries no port when it is https' own
+
+    def connect(self) -> None:
+        family, sockaddr = self.address
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(sockaddr)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class CallbackSender:
     """Delivers callbacks from a bounded queue on background worker threads.
 
@@ -56,11 +95,20 @@ class CallbackSender:
     """
 
     def __init__(
-        self, timeout: float = 10.0, *, workers: int = 2, max_queue: int = 1000, retry_delay: float = 1.0
+        self,
+        timeout: float = 10.0,
+        *,
+        policy: AddressPolicy | None = None,
+        workers: int = 2,
+        max_queue: int = 1000,
+        retry_delay: float = 1.0,
     ) -> None:
         self.timeout = timeout
         """Seconds per attempt (spec §8: 10 s)."""
+        self.policy = policy or address_policy(ALLOW_ALL)
+        """Addresses deliveries may connect to (default: all but loopback, link-local, unspecified, multicast)."""
         self.retry_delay = retry_delay
+        self._tls = ssl.create_default_context()
         # None is the stop sentinel.
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=max_queue)
         self._closed = threading.Event()
@@ -75,7 +123,7 @@ class CallbackSender:
         """Queue `body` for delivery to `url` and return at once; never raises, never touches the network."""
         scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
         if scheme not in ("http", "https"):
-            # Only http(s) receivers are valid (spec §8); refusing others also keeps file:// etc. out of urllib.
+            # Only http(s) receivers are valid (spec §8).
             log.warning("callback to %r dropped: not an http or https URL", url)
             return
         try:
@@ -125,8 +173,12 @@ class CallbackSender:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 self._post(url, payload)
+            except _Denied as err:
+                log.warning("callback to %s dropped: %s (serve --callback-allow)", url, err)
+                return
             except (_Rejected, OSError, ValueError, http.client.HTTPException) as err:
-                # OSError covers URLError, HTTPError, refused connections and timeouts; HTTPException a garbled reply.
+                # OSError covers DNS failures, refused connections, timeouts and TLS errors; HTTPException a
+                # garbled reply; ValueError a URL with a bad port.
                 log.warning("callback to %s attempt %d/%d failed: %s", url, attempt, MAX_ATTEMPTS, err)
                 # A pause before the second attempt, cut short when the server shuts down.
                 if attempt < MAX_ATTEMPTS and self.retry_delay > 0:
@@ -136,13 +188,47 @@ class CallbackSender:
                 return
         log.error("callback to %s given up after %d attempts", url, MAX_ATTEMPTS)
 
+    def _addresses(self, host: str, port: int) -> list[_Address]:
+        """The addresses `host` resolves to that the policy permits; _Denied when it resolves to none of those."""
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        permitted: list[_Address] = []
+        refused: list[str] = []
+        for family, _, _, _, sockaddr in infos:
+            text = str(sockaddr[0])
+            if self.policy.permits(ipaddress.ip_address(text.split("%", 1)[0])):
+                permitted.append((family, sockaddr))
+            else:
+                refused.append(text)
+        if not permitted:
+            raise _Denied(f"{host} resolves only to addresses callbacks may not reach: {', '.join(refused)}")
+        return permitted
+
     def _post(self, url: str, payload: bytes) -> None:
-        # S310: send() admits only http and https URLs.
-        headers = {"Content-Type": "application/json"}
-        request = urllib.request.Request(url, data=payload, method="POST", headers=headers)  # noqa: S310
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+        parts = urlsplit(url)
+        https = parts.scheme.lower() == "https"
+        host = parts.hostname or ""
+        port = parts.port or (http.client.HTTPS_PORT if https else http.client.HTTP_PORT)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn: _PinnedConnection | None = None
+        error: OSError = OSError(f"no address for {host}")
+        for address in self._addresses(host, port):
+            conn = _PinnedConnection(host, port, address, self.timeout, self._tls if https else None)
+            try:
+                conn.connect()
+                break
+            except OSError as err:  # like socket.create_connection: the next address, else the last error
+                conn.close()
+                conn, error = None, err
+        if conn is None:
+            raise error
+        try:
+            # http.client never follows redirects: a 3xx is an answer like any other non-2xx (issue 7 D10).
+            conn.request("POST", target, body=payload, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
             status = response.status
             raw = response.read(_MAX_REPLY_BYTES)
+        finally:
+            conn.close()
         if not 200 <= status < 300:
             raise _Rejected(f"HTTP {status}")
         try:

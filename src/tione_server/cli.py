@@ -1,35 +1,77 @@
-"""The `tione-server` command: serve, keys {create,list,revoke}, import."""
+"""The `tione-server` command: serve, keys {create,list,revoke}, import.
+
+What a user can get wrong (a database URL, a port in use) is one line on stderr and exit status 2, never a
+traceback; every command that opens a database says which one (issue 7 F14, F15).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
+from tione_server import __version__
 from tione_server.config import Settings
-from tione_server.store import Store
+from tione_server.netpolicy import parse_networks
+from tione_server.store import DatabaseError, Store, display_url, sqlite_path
 
 database_option = click.option(
     "--database",
     "database",
     envvar="TIONE_DATABASE_URL",
     default=None,
-    help="sqlite:///path.db or postgresql+psycopg://...; default: tione.db in the working directory.",
+    help="sqlite:///path/to/tione.db or postgresql://user@host:5432/db; default: tione.db in the working directory.",
 )
 
 
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2 (issue 7 F14)."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
 def _settings(**overrides: object) -> Settings:
-    return Settings.from_env(**overrides)
+    try:
+        return Settings.from_env(**overrides)
+    except DatabaseError as err:
+        _fail(str(err))
+
+
+def _open_store(settings: Settings) -> Store:
+    """The store, after saying on stderr which database it is, and whether it is a file made just now: a fresh
+    `tione.db` in another folder is then visible at once (issue 7 F15)."""
+    path = sqlite_path(settings.database_url)
+    new = " (new file)" if path is not None and not path.exists() else ""
+    click.echo(f"Database: {display_url(settings.database_url)}{new}", err=True)
+    try:
+        return Store(settings.database_url)
+    except DatabaseError as err:
+        _fail(str(err))
+
+
+def _networks(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """`--callback-allow`: a bad CIDR is one clear usage error, not a traceback."""
+    try:
+        return parse_networks(value) if value else None
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 @click.group()
+@click.version_option(__version__, prog_name="tione-server")
 def main() -> None:
     """A self-hosted TI-ONE (2021-11-11) training-task service."""
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @main.command()
@@ -74,37 +116,58 @@ def main() -> None:
     metavar="DIR",
     help="Local directory standing in for COS (also TIONE_COS_ROOT); default: DATA_DIR/cos.",
 )
+@click.option(
+    "--callback-allow",
+    default=None,
+    metavar="CIDR[,CIDR...]",
+    envvar="TIONE_CALLBACK_ALLOW",
+    callback=_networks,
+    help="Networks callbacks may reach (also TIONE_CALLBACK_ALLOW); default: all but loopback, link-local, "
+    "unspecified and multicast, which only a network listed inside them opens (e.g. 127.0.0.0/8).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS),
+    default=None,
+    help="debug, info (default: a line per request and per task state change), warning or error "
+    "(also TIONE_LOG_LEVEL).",
+)
 def serve(
     host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
-    executor: str | None, data_dir: str | None, cos_root: str | None,
+    executor: str | None, data_dir: str | None, cos_root: str | None, callback_allow: tuple[str, ...] | None,
+    log_level: str | None,
 ) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
 
-    from tione_server.app import SETTINGS_ENV, create_app
+    from tione_server.app import SETTINGS_ENV, configure_logging, create_app
     from tione_server.catalogue import Catalogue
 
     settings = _settings(
         host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
         executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
+        callback_allow=callback_allow,
+        log_level=log_level,
     )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
         try:
             Catalogue.load(Path(settings.catalogue_path))
         except ValueError as err:
-            click.echo(f"Error: {err}", err=True)
-            sys.exit(2)
-    app = create_app(settings)
-    if app.store.count_active_keys() == 0:
-        click.echo(
-            "No API keys yet. Create one with:\n"
-            f"  tione-server keys create --uin 100000000001 --database {settings.database_url}",
-            err=True,
-        )
-    click.echo(f"tione-server listening on http://{host}:{port} (database {settings.database_url})", err=True)
+            _fail(str(err))
+    if settings.log_level not in LOG_LEVELS:
+        _fail(f"TIONE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not `{settings.log_level}`.")
+    _check_port(host, port)
+    configure_logging(settings.log_level)
+    try:
+        app = create_app(settings)
+    except DatabaseError as err:
+        _fail(str(err))
+    click.echo(_banner(settings, workers, has_keys=app.store.count_active_keys() > 0), err=True)
+    # uvicorn's own INFO lines repeat the banner; it speaks at warning unless asked for debug or error only.
+    server_level = settings.log_level if settings.log_level in ("debug", "error") else "warning"
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level=server_level, access_log=False)
         return
     # uvicorn starts each worker as a fresh process that imports its app by name; the app built above
     # has done its job (schema created once, keys checked) and the workers rebuild it from `settings`.
@@ -116,9 +179,75 @@ def serve(
         workers=workers,
         host=host,
         port=port,
-        log_level="warning",
+        log_level=server_level,
         access_log=False,
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Bind once before anything starts, so a port in use is one clear line rather than a banner followed by a
+    failure (issue 7 F15). SO_REUSEADDR as uvicorn sets it: only a listening socket makes this fail."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as err:
+        _fail(f"cannot listen on --host {host} ({err.strerror}).")
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                _fail(f"port {port} on {host} is already in use (another tione-server?); choose one with --port.")
+            _fail(f"cannot listen on {host}:{port} ({err.strerror}).")
+
+
+def _endpoint(settings: Settings) -> str:
+    """The URL clients use: a wildcard bind address is reached through loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
+
+
+def _command(name: str) -> str:
+    """How to run `name` from here: the copy next to this Python (a virtualenv's bin), relative to the working
+    directory when it is below it, so a pasted line works without activating the virtualenv (issue 7 F16)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _banner(settings: Settings, workers: int, *, has_keys: bool) -> str:
+    """What is being served and how to reach it; with no keys yet, the command that makes one (issue 7 F15)."""
+    endpoint = _endpoint(settings)
+    executor = settings.executor
+    if executor == "local":
+        executor += f" (runs in {settings.data_dir}, COS at {settings.cos_dir})"
+    lines = [
+        f"tione-server {__version__} serving {endpoint}/",
+        f"  database:  {display_url(settings.database_url)}",
+        f"  executor:  {executor}",
+        f"  workers:   {workers}",
+        f"  regions:   {', '.join(settings.regions)}",
+        f"  log level: {settings.log_level}",
+    ]
+    if not has_keys:
+        database = display_url(settings.database_url)
+        lines += [
+            "No API keys yet. Create one with:",
+            f"  {_command('tione-server')} keys create --uin 100000000001 --database {database}",
+        ]
+    lines += [
+        "Then try:",
+        f"  {_command('tccli')} tione DescribeTrainingTasks --endpoint {endpoint} --region {settings.regions[0]} "
+        "--secretId AKID... --secretKey ...",
+    ]
+    return "\n".join(lines)
 
 
 @main.group()
@@ -135,7 +264,7 @@ def keys() -> None:
 def keys_create(uin: str, app_id: str | None, sub_uin: str | None, as_json: bool, database: str | None) -> None:
     """Create a key; its SecretKey is shown only this once."""
     _require_digits(uin, "--uin")
-    store = Store(_settings(database_url=database).database_url)
+    store = _open_store(_settings(database_url=database))
     key = store.create_key(uin=uin, app_id=app_id or uin, sub_uin=sub_uin or uin)
     if as_json:
         record = {"SecretId": key.secret_id, "SecretKey": key.secret_key, "Uin": key.uin}
@@ -150,7 +279,7 @@ def keys_create(uin: str, app_id: str | None, sub_uin: str | None, as_json: bool
 @database_option
 def keys_list(database: str | None) -> None:
     """List keys (never their secrets)."""
-    store = Store(_settings(database_url=database).database_url)
+    store = _open_store(_settings(database_url=database))
     for k in store.list_keys():
         state = "revoked" if k.revoked else "active"
         click.echo(f"{k.secret_id}  uin={k.uin} app_id={k.app_id} sub_uin={k.sub_uin}  {state}")
@@ -161,7 +290,7 @@ def keys_list(database: str | None) -> None:
 @database_option
 def keys_revoke(secret_id: str, database: str | None) -> None:
     """Revoke a key: requests it signs are refused from now on."""
-    store = Store(_settings(database_url=database).database_url)
+    store = _open_store(_settings(database_url=database))
     if not store.revoke_key(secret_id):
         click.echo(f"No active key {secret_id}.", err=True)
         sys.exit(1)
@@ -181,7 +310,7 @@ def import_(file: Path, uin: str, region: str, project: str | None, app_id: str 
 
     _require_digits(uin, "--uin")
     settings = _settings(database_url=database)
-    store = Store(settings.database_url)
+    store = _open_store(settings)
     progress = _Progress()
     try:
         count = import_file(

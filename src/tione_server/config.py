@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tione_server.netpolicy import ALLOW_ALL, parse_networks
+from tione_server.store.urls import normalise_url
+
 DEFAULT_REGIONS = ("ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-nanjing")
 """Regions served by default (api3-protocol §8 #17); other known region codes answer UnsupportedRegion."""
 
@@ -30,7 +33,8 @@ class Settings:
     """Everything the server needs to know; built once by the CLI (or a test) and passed down."""
 
     database_url: str = field(default_factory=default_database_url)
-    """`sqlite:///path.db` or `postgresql+psycopg://user@host/db` (also TIONE_DATABASE_URL)."""
+    """`sqlite:///path.db` or `postgresql://user@host/db` (also TIONE_DATABASE_URL); kept normalised
+    (`store.urls.normalise_url`: an absolute SQLite path, the psycopg driver), so every process agrees."""
     host: str = "127.0.0.1"
     """Address to bind."""
     port: int = 8080
@@ -62,6 +66,18 @@ class Settings:
     simulate_seconds: tuple[float, float, float] = (1.0, 2.0, 10.0)
     """Simulate executor timeline (TIONE_SIMULATE_SECONDS, `submit,start,run`): seconds SUBMITTING, STARTING
     and RUNNING."""
+    callback_allow: tuple[str, ...] = ALLOW_ALL
+    """Networks callbacks may be delivered to (TIONE_CALLBACK_ALLOW, `CIDR[,CIDR...]`); loopback, link-local,
+    unspecified and multicast addresses stay denied unless a listed network lies inside them (issue 7 D10)."""
+
+    log_level: str = "info"
+    """`debug`, `info`, `warning` or `error` (TIONE_LOG_LEVEL); `info` logs one line per request and per task
+    state change (issue 7 F16)."""
+
+    def __post_init__(self) -> None:
+        # One normal form for every process (`serve --workers N` hands this object on); raises
+        # store.DatabaseError with a one-line message for a URL no command can use (issue 7 F14).
+        object.__setattr__(self, "database_url", normalise_url(self.database_url))
 
     @property
     def cos_dir(self) -> Path:
@@ -80,7 +96,7 @@ class Settings:
             values["time_offset_hours"] = int(offset)
         if catalogue := os.environ.get("TIONE_CATALOGUE"):
             values["catalogue_path"] = catalogue
-        for name in ("executor", "data_dir", "cos_root"):
+        for name in ("executor", "data_dir", "cos_root", "log_level"):
             if value := os.environ.get(f"TIONE_{name.upper()}"):
                 values[name] = value
         for name in ("stop_grace_seconds", "runner_interval"):
@@ -88,5 +104,7 @@ class Settings:
                 values[name] = float(value)
         if timeline := os.environ.get("TIONE_SIMULATE_SECONDS"):
             values["simulate_seconds"] = tuple(float(x) for x in timeline.split(","))
+        if allow := os.environ.get("TIONE_CALLBACK_ALLOW"):
+            values["callback_allow"] = parse_networks(allow)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -121,36 +121,53 @@ class Gateway:
         """One request in, one JSON reply out; never raises."""
         request_id = str(uuid.uuid4())
         language = request.headers.get("x-tc-language", "")
+        # One INFO line per request (issue 7 F16); the clock is read only when that line will be written.
+        started = time.perf_counter() if log.isEnabledFor(logging.INFO) else None
+        ctx: RequestContext | None = None
+        action_name = request.headers.get("x-tc-action", "")
+        code = "OK"
         try:
             if request.method not in ("GET", "POST"):
                 raise UnsupportedProtocol(f"The HTTP method `{request.method}` is not supported; use GET or POST.")
             if too_big or (request.method == "GET" and len(request.raw_query) > GET_MAX_QUERY):
                 raise RequestSizeLimitExceeded("The request size exceeds the limit.")
             auth = request.headers.get("authorization")
+            # Parameters are decoded once the caller is known, so a bad parameter is logged with its account.
             if auth is not None and auth.startswith(signing.TC3_ALGORITHM + " "):
-                ctx, action, req = self._tc3(request, auth, request_id, language)
+                ctx, action = self._tc3(request, auth, request_id, language)
+                req = self._tc3_params(request, action)
             elif auth is not None:
                 raise InvalidAuthorization("the algorithm must be `TC3-HMAC-SHA256`")
             elif request.method == "GET" or _media_type(request.headers) == "application/x-www-form-urlencoded":
                 params = _parse_pairs(request.raw_query if request.method == "GET" else _text(request.body))
                 language = _first(params, "Language") or language
-                ctx, action, req = self._v1(request, params, request_id, language)
+                action_name = _first(params, "Action") or ""
+                ctx, action = self._v1(request, params, request_id, language)
+                req = codec.decode_flat(action, params)
             elif _media_type(request.headers) in ("application/json", "multipart/form-data"):
                 raise InvalidParameter("The request `Authorization` header is missing.")
             else:
                 raise MissingParameter("Action")
+            action_name = action.name
             resp = getattr(self.service, action.method)(ctx, req)
-            return codec.encode_response(resp, request_id)
+            reply = codec.encode_response(resp, request_id)
         except ApiError as err:
-            return codec.encode_error(err.code, err.localized(language), request_id)
+            code = err.code
+            reply = codec.encode_error(err.code, err.localized(language), request_id)
         except Exception:
             log.exception("unexpected error, RequestId %s", request_id)
             internal = InternalError()
-            return codec.encode_error(internal.code, internal.localized(language), request_id)
+            code = internal.code
+            reply = codec.encode_error(internal.code, internal.localized(language), request_id)
+        if started is not None:
+            log.info(
+                "request RequestId=%s uin=%s action=%s code=%s ms=%.1f",
+                request_id, ctx.caller.uin if ctx else "-", action_name or "-", code,
+                (time.perf_counter() - started) * 1000,
+            )  # fmt: skip
+        return reply
 
-    def _tc3(
-        self, request: Request, auth_header: str, request_id: str, language: str
-    ) -> tuple[RequestContext, Action, msgspec.Struct]:
+    def _tc3(self, request: Request, auth_header: str, request_id: str, language: str) -> tuple[RequestContext, Action]:
         h = request.headers
         action_name = _required(h.get("x-tc-action"), "Action")
         version = _required(h.get("x-tc-version"), "Version")
@@ -160,7 +177,7 @@ class Gateway:
             auth = signing.parse_tc3_authorization(auth_header)
         except signing.MalformedAuthorization as err:
             raise InvalidAuthorization(str(err)) from None
-        if auth.service != SERVICE:
+        if not signing.tc3_service_accepted(auth.service, h.get("host", ""), SERVICE):
             raise InvalidAuthorization("`Service` in Credential not valid")
         if auth.date != datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d"):
             raise SignatureFailure("The date in `Credential` is not the UTC date of `X-TC-Timestamp`.")
@@ -183,17 +200,20 @@ class Gateway:
             raise TokenFailure()
         action = self._action(version, action_name)
         region = self._region(h.get("x-tc-region"), "X-TC-Region")
-        ctx = self._context(key, region, request_id, language, now, action)
+        return self._context(key, region, request_id, language, now, action), action
+
+    @staticmethod
+    def _tc3_params(request: Request, action: Action) -> msgspec.Struct:
         if request.method == "GET":
-            return ctx, action, codec.decode_flat(action, _parse_pairs(request.raw_query))
-        media = _media_type(h)
+            return codec.decode_flat(action, _parse_pairs(request.raw_query))
+        media = _media_type(request.headers)
         if media != "application/json":
             raise InvalidParameter(f"The content type `{media}` is not supported for TC3-HMAC-SHA256 POST requests.")
-        return ctx, action, codec.decode_json(action, request.body)
+        return codec.decode_json(action, request.body)
 
     def _v1(
         self, request: Request, params: list[tuple[str, str]], request_id: str, language: str
-    ) -> tuple[RequestContext, Action, msgspec.Struct]:
+    ) -> tuple[RequestContext, Action]:
         for name in ("Action", "Version", "Timestamp", "Nonce", "SecretId", "Signature"):
             _required(_first(params, name), name)
         timestamp = _first(params, "Timestamp") or ""
@@ -209,8 +229,7 @@ class Gateway:
             raise TokenFailure()
         action = self._action(_first(params, "Version") or "", _first(params, "Action") or "")
         region = self._region(_first(params, "Region"), "Region")
-        ctx = self._context(key, region, request_id, language, now, action)
-        return ctx, action, codec.decode_flat(action, params)
+        return self._context(key, region, request_id, language, now, action), action
 
     # -- steps shared by both signature versions --------------------------------------------------
 

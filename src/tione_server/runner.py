@@ -19,10 +19,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tione_server.callbacks import callback_body
 from tione_server.catalogue import Catalogue
+from tione_server.events import state_changed
 from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec, Submission
 from tione_server.executors.plan import plan_pods, run_spec
 from tione_server.models import (
@@ -278,7 +279,7 @@ class Runner:
         if not result.ready:
             return False
         pods = plan_pods(run.id, task.doc)
-        if self.store.transition(run, [TaskStatus.SUBMITTING], pods_insert=pods, status=TaskStatus.PENDING):
+        if self._move(run, task, [TaskStatus.SUBMITTING], pods_insert=pods, status=TaskStatus.PENDING):
             run.pods = pods
             return True
         return False
@@ -293,6 +294,14 @@ class Runner:
         delay = backoff.failed(now)
         log.warning("runner: run %s: %s; attempt %d, next in %.1f s", run.id, error, backoff.attempts, delay)
         return False
+
+    def _move(self, run: Run, task: Task, expected: Sequence[str], reason: str = "", **fields: Any) -> bool:
+        """store.transition, and a log line when it happened (issue 7 F16)."""
+        before = run.status
+        if not self.store.transition(run, expected, **fields):
+            return False
+        state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
+        return True
 
     # -- capacity (spec §6.2: PENDING until capacity, granted in submission order) -------------------
 
@@ -324,8 +333,8 @@ class Runner:
             charge = (
                 ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
             )
-            if not self.store.transition(
-                run, [TaskStatus.PENDING], task_doc={"Message": ""}, status=TaskStatus.STARTING,
+            if not self._move(
+                run, task, [TaskStatus.PENDING], task_doc={"Message": ""}, status=TaskStatus.STARTING,
                 charge_status=charge, message="",
             ):  # fmt: skip
                 continue
@@ -460,8 +469,8 @@ class Runner:
             if not started and not any(p.status == PodStatus.FAILED for p in run.pods):
                 return changed
             start = max((p.start_time for p in run.pods if p.start_time is not None), default=now)
-            if started and not self.store.transition(
-                run, [TaskStatus.STARTING], status=TaskStatus.RUNNING, start_time=int(start)
+            if started and not self._move(
+                run, task, [TaskStatus.STARTING], status=TaskStatus.RUNNING, start_time=int(start)
             ):
                 return changed
             changed = True
@@ -532,9 +541,11 @@ class Runner:
         if task.doc.get("CallbackUrl"):
             callback = json.dumps(self._callback(run, status, reason, at))
         charge = ChargeStatus.ARREARS_STOP if run.stop_reason == "Arrears Stop" else ChargeStatus.NOT_BILLING
-        return self.store.transition(
+        return self._move(
             run,
+            task,
             [run.status],
+            reason,
             task_doc={"FailureReason": reason, "Message": "", "RuntimeInSeconds": runtime},
             status=status,
             charge_status=charge,

@@ -96,6 +96,38 @@ def tc3_signature(signing_key: bytes, string_to_sign: str) -> str:
     return hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
+def host_label(host: str) -> str:
+    """The first DNS label of a Host header (`127` of `127.0.0.1:8080`), lower-cased, port dropped.
+
+    SDKs that take the TC3 service from their endpoint (Node.js: `endpoint.split(".")[0]`) put this
+    label in the credential scope (issue 13). A name without dots keeps its port there (`localhost:8080`)
+    and an IPv6 literal its brackets (`[::1]:8080`), so ports are compared dropped; case is dropped because
+    such clients lower-case the Host they send but not the scope.
+    """
+    return _without_port(host.strip().lower().split(".", 1)[0])
+
+
+def tc3_service_accepted(service: str, host: str, served: str) -> bool:
+    """True when the scope's service is the served one or, port and case aside, the Host's first label.
+
+    This only picks which scopes are worth verifying: the signature is always checked with the scope as
+    sent, so no request passes here that its key did not sign (issue 13).
+    """
+    if service == served:
+        return True
+    label = _without_port(service.lower())
+    return label != "" and label == host_label(host)
+
+
+def _without_port(host: str) -> str:
+    """`name:port` -> `name`, `[::1]:port` -> `[::1]`; anything else as it is."""
+    if host.startswith("["):
+        end = host.find("]")
+        return host if end < 0 else host[: end + 1]
+    name, sep, port = host.rpartition(":")
+    return name if sep and port.isdigit() and ":" not in name else host
+
+
 def verify_tc3(
     auth: Tc3Authorization,
     secret_key: str,
@@ -106,16 +138,23 @@ def verify_tc3(
     body: bytes,
     timestamp: str,
 ) -> bool:
-    """True when the signature verifies with lower-cased header values or with raw ones (§3.1 step 5)."""
+    """True when the signature verifies with lower-cased header values or with raw ones (§3.1 step 5),
+    over the Host header as sent or without its port.
+
+    The Node.js SDK sends `Host: 127.0.0.1:8080` but signs `host:127.0.0.1` (the URL's hostname; issue 13).
+    """
     unsigned = headers.get("x-tc-content-sha256", "") == UNSIGNED_PAYLOAD
     hashed = payload_hash(body if method == "POST" else b"", unsigned=unsigned)
     key = tc3_signing_key(secret_key, auth.date, auth.service)
     query = raw_query if method == "GET" else ""
-    for lowercase in (True, False):
+    variants = [headers]
+    if "host" in headers and _without_port(headers["host"]) != headers["host"]:
+        variants.append({**headers, "host": _without_port(headers["host"])})
+    for signed, lowercase in ((h, low) for h in variants for low in (True, False)):
         s2s = tc3_string_to_sign(
             method=method,
             raw_query=query,
-            headers=headers,
+            headers=signed,
             signed_headers=auth.signed_headers,
             hashed_payload=hashed,
             timestamp=timestamp,

@@ -37,6 +37,7 @@ from tione_server.errors import (
     ResourceNotFound,
     UnSubmittedStatusNotAllowStop,
 )
+from tione_server.events import state_changed
 from tione_server.executors.plan import run_spec
 from tione_server.models import (
     ACTIVE_STATUSES,
@@ -48,6 +49,7 @@ from tione_server.models import (
     Task,
     TaskStatus,
 )
+from tione_server.netpolicy import address_policy
 from tione_server.service.detail import detail, is_live, pod_info
 from tione_server.service.scope import scope_of
 from tione_server.service.validation import Definition, check_capacity, demand, stored_configs, validate_create
@@ -87,7 +89,7 @@ class LifecycleActions:
     def create_training_task(self, ctx: RequestContext, req: CreateTrainingTaskRequest) -> CreateTrainingTaskResponse:
         """Validate (spec §4.1), store the task and its first run in SUBMITTING; the runner starts it."""
         scope = scope_of(ctx, req.TiProjectId)
-        d = validate_create(req, self.catalogue)
+        d = validate_create(req, self.catalogue, address_policy(self.settings.callback_allow))
         key = (scope, d.name)
         with _creating_lock:
             if key in _creating:
@@ -98,6 +100,7 @@ class LifecycleActions:
         finally:
             with _creating_lock:
                 _creating.discard(key)
+        state_changed(task.id, task.doc["LatestInstanceId"], scope.uin, "", TaskStatus.SUBMITTING, "CreateTrainingTask")
         self.wake()
         return CreateTrainingTaskResponse(Id=task.id)
 
@@ -207,6 +210,7 @@ class LifecycleActions:
             if not outcome.status:
                 raise _not_found(req.Id)
             raise NotAllow(f"The task `{task.id}` is {outcome.status}; only a finished task can be started.")
+        state_changed(task.id, run.id, scope.uin, task.status, TaskStatus.SUBMITTING, "StartTrainingTask")
         self.wake()
         return StartTrainingTaskResponse()
 
@@ -216,6 +220,11 @@ class LifecycleActions:
         patch = {"LatestOperatorInfo": _operator(ctx, "STOP")}
         outcome = self.store.request_stop(scope, req.Id or "", ctx.now, patch)
         if outcome.ok:
+            if outcome.task is not None:
+                state_changed(
+                    outcome.task.id, str(outcome.task.doc.get("LatestInstanceId") or "-"), scope.uin,
+                    outcome.task.status, TaskStatus.STOPPING, "StopTrainingTask",
+                )  # fmt: skip
             self.wake()
             return StopTrainingTaskResponse()
         if not outcome.status:

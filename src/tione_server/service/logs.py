@@ -2,21 +2,22 @@
 
 Log lines come from the executor (one stamped file per pod per stream). A page is computed over every
 matching line, sorted by timestamp; the `Context` cursor is the query itself plus the position of the next
-page, base64-encoded, so paging needs no server state and survives restarts.
+page, sealed with a server key (sealed.py), so paging needs no server state, survives restarts, and a cursor
+cannot be forged or altered (issue 7 C9).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import heapq
 import itertools
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from tione_server.api._generated import (
     DescribeLogsRequest,
@@ -29,6 +30,7 @@ from tione_server.context import RequestContext
 from tione_server.errors import ContextLimitError, InvalidParameter, InvalidParameterValue, MissingParameter
 from tione_server.executors.base import STREAMS
 from tione_server.models import Pod, Scope
+from tione_server.sealed import BadToken, seal, unseal
 from tione_server.service.scope import scope_of
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ MAX_LIMIT = 1000
 MAX_LINES = 10_000
 """Spec §4.8: paging past this many lines is FailedOperation.ContextLimitError."""
 MAX_POINTS = 10
+CONTEXT_KEY = "log_context"
+"""Name of the store secret that seals Contexts (Store.secret)."""
 _ID_NAMESPACE = uuid.UUID("6f1c8e2a-3a57-4a59-9c52-0d9f3f0b7a11")
 _Row = tuple[int, str, int, int, str]
 """(ns, pod name, stream index, byte offset, text): sorts by time, then a stable tie-break."""
@@ -81,19 +85,31 @@ def rfc3339_ns(ns: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
 
 
-def _encode_context(query: LogQuery) -> str:
-    raw = json.dumps(asdict(query), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+def _encode_context(query: LogQuery, key: bytes) -> str:
+    return seal(msgspec.json.encode(query), key)
 
 
-def _decode_context(text: str, scope: Scope) -> LogQuery:
+def _decode_context(text: str, key: bytes, scope: Scope, req: DescribeLogsRequest) -> LogQuery:
+    """The query a Context carries; InvalidParameterValue naming `Context` for anything but an unchanged one.
+
+    The Context is bound to the caller's account, region and workspace, and to the request's `ServiceId` and
+    `PodName` when those are given: a cursor of one task cannot be replayed against another (issue 7 C9).
+    The other fields of the request are ignored (spec §4.8).
+    """
     try:
-        data = json.loads(base64.urlsafe_b64decode(text.encode()))
-        query = LogQuery(**{**data, "keywords": tuple(data["keywords"])})
-    except (binascii.Error, ValueError, TypeError, KeyError):
+        query = msgspec.json.decode(unseal(text, key), type=LogQuery)
+    except (BadToken, msgspec.DecodeError, msgspec.ValidationError):
         raise InvalidParameterValue.for_param("Context", "Pass the Context of the previous page unchanged.") from None
+    # A sealed Context was made by this server from a validated query; these checks are a second line of
+    # defence should the key ever leak, so that no Context lifts the page size or reaches a bad state.
+    if not (1 <= query.limit <= MAX_LIMIT and query.position >= 0 and query.start_ns <= query.end_ns) or (
+        query.stream not in ("", *STREAMS)
+    ):
+        raise InvalidParameterValue.for_param("Context", "Pass the Context of the previous page unchanged.")
     if (query.uin, query.region, query.project) != (scope.uin, scope.region, scope.project):
         raise InvalidParameterValue.for_param("Context", "It belongs to another workspace or region.")
+    if (req.ServiceId and req.ServiceId != query.service_id) or (req.PodName and req.PodName != query.pod_name):
+        raise InvalidParameterValue.for_param("Context", "It was made for another `ServiceId` or `PodName`.")
     return query
 
 
@@ -161,7 +177,8 @@ class LogActions:
     def describe_logs(self, ctx: RequestContext, req: DescribeLogsRequest) -> DescribeLogsResponse:
         """One page of the pods' log lines in time order (spec §4.8)."""
         scope = scope_of(ctx, req.TiProjectId)
-        query = _decode_context(req.Context, scope) if req.Context else self._log_query(ctx, req, scope)
+        key = self.store.secret(CONTEXT_KEY)
+        query = _decode_context(req.Context, key, scope, req) if req.Context else self._log_query(ctx, req, scope)
         if query.position >= MAX_LINES:
             raise ContextLimitError(f"Logs can be paged through the first {MAX_LINES} lines only; narrow the query.")
         streams = [query.stream] if query.stream else list(STREAMS)
@@ -187,7 +204,7 @@ class LogActions:
             )
             for ns, pod, si, offset, text in page[: query.limit]
         ]
-        next_context = _encode_context(_replace_position(query, end)) if more else ""
+        next_context = _encode_context(replace(query, position=end), key) if more else ""
         return DescribeLogsResponse(Context=next_context, Content=content)
 
     def push_training_metrics(
@@ -222,7 +239,3 @@ class LogActions:
             )
         self.store.add_metrics(rows)
         return PushTrainingMetricsResponse()
-
-
-def _replace_position(query: LogQuery, position: int) -> LogQuery:
-    return LogQuery(**{**asdict(query), "position": position})

@@ -34,6 +34,7 @@ from tione_server.errors import (
     ResourceGroupNotFound,
 )
 from tione_server.models import ChargeType
+from tione_server.netpolicy import AddressPolicy
 from tione_server.paths import refusal
 
 NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff_-]{0,59}")
@@ -242,8 +243,11 @@ def _structure(req: CreateTrainingTaskRequest) -> list[tuple[str, str]]:
     return tags
 
 
-def validate_create(req: CreateTrainingTaskRequest, catalogue: Catalogue) -> Definition:
-    """Spec §4.1 rules 2-13 in order; rule 14 (duplicate names) is checked when storing."""
+def validate_create(req: CreateTrainingTaskRequest, catalogue: Catalogue, callbacks: AddressPolicy) -> Definition:
+    """Spec §4.1 rules 2-13 in order; rule 14 (duplicate names) is checked when storing.
+
+    `callbacks` says which addresses a CallbackUrl may name (issue 7 D10).
+    """
     name = req.Name or ""
     check_name(name)
     charge_type = req.ChargeType or ""
@@ -281,6 +285,9 @@ def validate_create(req: CreateTrainingTaskRequest, catalogue: Catalogue) -> Def
     parts = urlsplit(url)
     if url and (parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url)):
         raise InvalidParameterValue.for_param("CallbackUrl", "Give an absolute http:// or https:// URL.")
+    if url and callbacks.literal_denied(parts.hostname or ""):
+        # Issue 7 D10: a literal address callbacks may not reach; a host name is checked at delivery.
+        raise InvalidParameterValue.for_param("CallbackUrl", "Callbacks may not be sent to that address.")
     if req.LogEnable and not (req.LogConfig and req.LogConfig.LogsetId and req.LogConfig.TopicId):
         raise ClsConfigRequired("`LogEnable` needs `LogConfig` with `LogsetId` and `TopicId`.")
     envs = [{"Name": e.Name, "Value": e.Value or "", "IsPrivate": bool(e.IsPrivate)} for e in req.Envs or []]

@@ -31,7 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -49,6 +50,7 @@ from tione_server.store.schema import (
     task_tags,
     tasks,
 )
+from tione_server.store.urls import DatabaseError, connect_error, normalise_url
 
 _ALNUM = string.ascii_letters + string.digits
 _json_encode = msgspec.json.Encoder().encode
@@ -91,7 +93,7 @@ def _positional_insert(engine: Engine, table: Table) -> str:
     return f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([style] * len(table.c))})"
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(DatabaseError):
     """The database was written by a newer tione-server."""
 
 
@@ -105,21 +107,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, *, autocommit: bool = False) -> Engine:
-    """An engine for a `sqlite:///` or `postgresql+psycopg://` URL, tuned for this service."""
+    """An engine for any URL `normalise_url` accepts (`sqlite:///`, `postgres://`, ...), tuned for this service."""
+    url = normalise_url(url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # No pre-ping: it costs a round trip per checkout on the hottest path; a connection the server dropped
-    # fails one request and is replaced (SQLAlchemy invalidates it), and recycling retires idle ones first.
-    return create_engine(url, pool_size=8, max_overflow=8, pool_recycle=1800, **options)
+    # A host that drops packets would otherwise hold the first connection for minutes (issue 7 F14).
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 10}
+    try:
+        # No pre-ping: it costs a round trip per checkout on the hottest path; a connection the server dropped
+        # fails one request and is replaced (SQLAlchemy invalidates it), and recycling retires idle ones first.
+        return create_engine(url, pool_size=8, max_overflow=8, pool_recycle=1800, connect_args=connect_args, **options)
+    except ImportError:
+        raise DatabaseError("PostgreSQL needs the psycopg driver: pip install 'tione-server[postgres]'.") from None
 
 
 class Store(RunStore):
     """All persistent state of the service (runs, pods and metrics: see store/runs.py)."""
 
     def __init__(self, url: str) -> None:
+        url = normalise_url(url)
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
@@ -129,6 +138,7 @@ class Store(RunStore):
         self._scope_ids: dict[Scope, int] = {}
         self._pending = threading.local()  # scopes created by this thread's open transaction
         self._counts = counts.CountCache()
+        self._secrets: dict[str, bytes] = {}
         self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
         self._compiled_lock = threading.Lock()
         key_sql = (
@@ -138,7 +148,11 @@ class Store(RunStore):
         self._insert_task_sql = _positional_insert(self.engine, tasks)
         self._insert_tag_sql = _positional_insert(self.engine, task_tags)
         self._key_params: Callable[[str], Any] = (lambda v: (v,)) if key_sql.positional else (lambda v: {"sid": v})
-        self._migrate()
+        try:
+            self._migrate()
+        except (OperationalError, InterfaceError) as err:  # the first connection: say why in one line
+            self.close()
+            raise connect_error(url, err) from err
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -232,6 +246,22 @@ class Store(RunStore):
         with self.engine.connect() as conn:
             stmt = select(func.count()).select_from(api_keys).where(api_keys.c.revoked.is_(False))
             return int(conn.execute(stmt).scalar_one())
+
+    def secret(self, name: str) -> bytes:
+        """The server's random 32-byte key `name` (e.g. for signing log Contexts, issue 7 C9).
+
+        Made on first use and kept in `meta`, so every worker and replica on this database uses the same key;
+        the first writer wins when several make it at once.
+        """
+        if (found := self._secrets.get(name)) is not None:
+            return found
+        row_key = f"secret.{name}"
+        upsert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        with self._tx() as conn:
+            conn.execute(upsert(meta).values(key=row_key, value=secrets.token_hex(32)).on_conflict_do_nothing())
+            value = bytes.fromhex(conn.execute(select(meta.c.value).where(meta.c.key == row_key)).scalar_one())
+        self._secrets[name] = value
+        return value
 
     # -- scopes -----------------------------------------------------------------------------------
 
