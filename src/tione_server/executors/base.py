@@ -126,7 +126,7 @@ class Executor(Protocol):
         ...
 
     def signal(self, spec: RunSpec, run: Run, pods: Sequence[Pod], *, kill: bool, now: float) -> None:
-        """SIGTERM (or, with `kill`, SIGKILL) the pods' process groups; never waits."""
+        """SIGTERM (or, with `kill`, SIGKILL) every process of the pods (issue 7 E11); never waits."""
         ...
 
     def remove(self, run_id: str) -> None:
