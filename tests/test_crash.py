@@ -54,8 +54,9 @@ def test_server_sigkill_loses_nothing(tmp_path: Path, sqlite_url: str) -> None:
 
     # While the server is down: the victim's processes die, the finisher ends on its own.
     victim_run = before[victim]["LatestInstanceId"]
-    victim_pid = json.loads(_pod_file(tmp_path, victim_run, "pid").read_text())["pid"]
-    os.killpg(victim_pid, signal.SIGKILL)
+    victim_pids = json.loads(_pod_file(tmp_path, victim_run, "pid").read_text())
+    os.killpg(victim_pids["child"], signal.SIGKILL)  # the command's process group
+    os.killpg(victim_pids["pid"], signal.SIGKILL)  # and its supervisor's
     _wait_file(_pod_file(tmp_path, before[finisher]["LatestInstanceId"], "exit"))
     restarted_at = time.time()
 

@@ -17,6 +17,7 @@ from tione_server.executors.local import LocalExecutor, alive, proc_stat
 from tione_server.models import Pod, Run
 
 RUN = "train-1575000000000000000-abcdefghijkl"
+UIN = "100000000001"
 
 
 def _spec(*commands: str, mode: str = "", code: Mount | None = None, mounts: tuple[Mount, ...] = ()) -> RunSpec:
@@ -24,7 +25,7 @@ def _spec(*commands: str, mode: str = "", code: Mount | None = None, mounts: tup
         PodSpec(name=f"{RUN}-worker-{i}", role="WORKER", index=i, command=c, env={"RANK": str(i), "X_TEST": "yes"})
         for i, c in enumerate(commands)
     )
-    return RunSpec(run_id=RUN, task_id=RUN[:25], mode=mode, pods=pods, code=code, mounts=mounts)
+    return RunSpec(run_id=RUN, task_id=RUN[:25], mode=mode, pods=pods, code=code, mounts=mounts, account=UIN)
 
 
 def _run(spec: RunSpec) -> Run:
@@ -50,7 +51,7 @@ def _until(ex: LocalExecutor, spec: RunSpec, run: Run, phases: set[str], timeout
 
 
 def test_local_submit_prepares_code_and_data(executor: LocalExecutor, tmp_path: Path) -> None:
-    cos = tmp_path / "cos" / "bucket"
+    cos = tmp_path / "cos" / UIN / "bucket"
     (cos / "src").mkdir(parents=True)
     (cos / "src" / "train.py").write_text("print('hi')\n")
     (cos / "data").mkdir()
@@ -132,7 +133,9 @@ def test_local_vanished_supervisor_is_lost(executor: LocalExecutor) -> None:
     _until(executor, spec, run, {"RUNNING"})
     pod = run.pods[0]
     assert pod.pgid is not None
-    os.killpg(pod.pgid, signal.SIGKILL)  # supervisor and command alike: no exit file is written
+    child = json.loads((executor.files.pod_dir(RUN, pod.name) / "pid").read_text())["child"]
+    os.killpg(child, signal.SIGKILL)  # the command's group...
+    os.killpg(pod.pgid, signal.SIGKILL)  # ...and the supervisor's: no exit file is written
     assert _until(executor, spec, run, {"EXITED", "LOST"}).phase == "LOST"
 
 
@@ -151,7 +154,8 @@ def test_local_reattach_from_a_new_executor(executor: LocalExecutor, tmp_path: P
     seen = fresh.observe(spec, bare, time.time())[run.pods[0].name]
     assert (seen.phase, seen.pid, seen.proc_start) == ("RUNNING", run.pods[0].pid, run.pods[0].proc_start)
     fresh.signal(spec, run, run.pods, kill=True, now=time.time())
-    assert _until(fresh, spec, run, {"EXITED", "LOST"}).phase == "LOST"  # SIGKILL leaves no exit code
+    killed = _until(fresh, spec, run, {"EXITED", "LOST"})  # the supervisor kills and records the exit
+    assert (killed.phase, killed.exit_code) == ("EXITED", 128 + signal.SIGKILL)
 
 
 def test_local_reused_pid_is_not_ours(executor: LocalExecutor) -> None:
@@ -160,7 +164,7 @@ def test_local_reused_pid_is_not_ours(executor: LocalExecutor) -> None:
     assert alive(os.getpid(), stat[1])
     assert not alive(os.getpid(), stat[1] + 1)  # same pid, another start time: a different process
     pod = Pod(name="x", role="WORKER", index=0, pid=os.getpid(), pgid=os.getpgid(0), proc_start=stat[1] + 1)
-    executor._killpg(pod, signal.SIGTERM)  # must not signal the test runner's own group
+    executor._signal_pod(pod, kill=False)  # must not signal the test runner's own group
     assert alive(os.getpid(), stat[1])
 
 
@@ -169,7 +173,7 @@ def test_local_ps_worker_gets_tf_config(executor: LocalExecutor) -> None:
         PodSpec(name=f"{RUN}-ps-0", role="PS", index=0, command='echo "$TF_CONFIG"', env={}),
         PodSpec(name=f"{RUN}-worker-0", role="WORKER", index=1, command='echo "$TF_CONFIG"', env={}),
     )
-    spec = RunSpec(run_id=RUN, task_id="t", mode="PS_WORKER", pods=pods)
+    spec = RunSpec(run_id=RUN, task_id="t", mode="PS_WORKER", pods=pods, account=UIN)
     run = _run(spec)
     assert executor.submit(spec, 0.0).ready
     executor.launch(spec, run.pods, time.time())

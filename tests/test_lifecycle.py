@@ -20,6 +20,7 @@ from tests.training import (
     PYTHON,
     TERMINAL,
     callback_receiver,
+    cos_tree,
     create,
     detail,
     error_code,
@@ -248,7 +249,7 @@ print(f"rank {rank} done", file=sys.stderr)
 
 
 def test_ddp_two_workers_see_each_other(server: Server) -> None:
-    cos = Path(server.log_path).parent / "cos"
+    cos = cos_tree(server)
     (cos / "bucket-1250000000" / "code").mkdir(parents=True)
     (cos / "bucket-1250000000" / "code" / "train.py").write_text(DDP_SCRIPT)
     (cos / "bucket-1250000000" / "data").mkdir(parents=True)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import BACKENDS, make_database
 from tests.live import Server, create_key, running_server
-from tests.training import TERMINAL, create, error_code, python_cmd, training_server, wait_status
+from tests.training import TERMINAL, cos_tree, create, error_code, python_cmd, training_server, wait_status
 from tione_server.executors.base import RunFiles
 from tione_server.sealed import seal
 from tione_server.service.logs import CONTEXT_KEY
@@ -37,8 +37,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
     """A server and a finished two-pod task that wrote 5 stdout and 5 stderr lines per pod: (server, task, run)."""
     workdir = tmp_path_factory.mktemp("logs")
     with training_server(f"sqlite:///{workdir / 'tione.db'}", workdir) as srv:
-        (workdir / "cos" / "b" / "code").mkdir(parents=True)
-        (workdir / "cos" / "b" / "code" / "log.py").write_text(SCRIPT.replace("'", '"'))
+        (cos_tree(srv) / "b" / "code").mkdir(parents=True)
+        (cos_tree(srv) / "b" / "code" / "log.py").write_text(SCRIPT.replace("'", '"'))
         task_id = create(
             srv,
             "logger",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.live import Server
-from tests.training import PYTHON, TERMINAL, training_server, wait_status
+from tests.training import PYTHON, TERMINAL, cos_tree, training_server, wait_status
 
 TCCLI = Path(sys.executable).parent / "tccli"
 TRAIN_PY = """
@@ -46,7 +46,7 @@ def tccli(server: Server, home: Path, action: str, **params: Any) -> dict[str, A
 
 def test_tccli_create_describe_stop(tmp_path: Path, sqlite_url: str) -> None:
     with training_server(sqlite_url, tmp_path) as srv:
-        code = tmp_path / "cos" / "my-bucket-1250000000" / "mnist"
+        code = cos_tree(srv) / "my-bucket-1250000000" / "mnist"
         code.mkdir(parents=True)
         (code / "train.py").write_text(TRAIN_PY)
         common = {

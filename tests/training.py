@@ -53,6 +53,11 @@ def training_server(
         yield srv
 
 
+def cos_tree(server: Server, uin: str = "") -> Path:
+    """The COS tree of an account (default: the server key's) of a `training_server`: `<cos root>/<UIN>`."""
+    return server.log_path.parent / "cos" / (uin or server.key.uin)
+
+
 def python_cmd(code: str) -> str:
     """A shell command running `code` with the test interpreter (quoted for /bin/sh)."""
     return f"{PYTHON} -c '{code}'"

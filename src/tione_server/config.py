@@ -67,8 +67,8 @@ class Settings:
     data_dir: str = field(default_factory=lambda: str(Path.cwd() / "tione-data"))
     """Where runs keep their working directories and logs (TIONE_DATA_DIR)."""
     cos_root: str | None = None
-    """Local directory standing in for COS (TIONE_COS_ROOT): `bucket/path` is `<cos_root>/bucket/path`;
-    None: `<data_dir>/cos`."""
+    """Local directory standing in for COS (TIONE_COS_ROOT): `bucket/path` of account UIN is
+    `<cos_root>/<UIN>/bucket/path`; None: `<data_dir>/cos`."""
     stop_grace_seconds: float = 10.0
     """Seconds between SIGTERM and SIGKILL when a run is stopped (TIONE_STOP_GRACE_SECONDS)."""
     runner_interval: float = 0.25

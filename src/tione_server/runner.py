@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from tione_server.callbacks import callback_body
 from tione_server.catalogue import Catalogue
 from tione_server.events import state_changed
-from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec
+from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec, Submission
 from tione_server.executors.plan import plan_pods, run_spec
 from tione_server.models import (
     LIVE_POD_STATUSES,
@@ -47,6 +47,12 @@ NEVER_FITS = WAITING + " (the request is larger than the pool's total capacity)"
 POD_IP = "127.0.0.1"
 FAST_INTERVAL = 0.02
 """Seconds between ticks while a run is about to move (SUBMITTING, STARTING): create-to-RUNNING stays quick."""
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+"""A run whose step fails for a reason worth retrying waits 0.5 s, 1 s, 2 s, ... at most 30 s (issue 7 A3)."""
+SUBMIT_GIVE_UP = 300.0
+"""Seconds a submission may keep failing that way before the run ends SUBMIT_FAILED with the last error."""
+INTERNAL = "cannot prepare the run: internal error (see the server log)"
 
 
 class Sender(Protocol):
@@ -93,6 +99,24 @@ def _failure(pod: Pod) -> str:
     if pod.exit_code is None:
         return f"{pod.suffix} lost: its process is gone and left no exit code"
     return f"{pod.suffix} exited with code {pod.exit_code}"
+
+
+@dataclass(slots=True)
+class Backoff:
+    """A run whose last step failed for a reason worth retrying: when it failed first, how often, when next."""
+
+    since: float
+    status: str
+    """The run's status when it failed: a new status (a Stop came) is a new step, tried at once."""
+    attempts: int = 0
+    next_at: float = 0.0
+
+    def failed(self, now: float) -> float:
+        """Record one more failure at `now`; returns the delay before the next try."""
+        delay = min(RETRY_MAX, RETRY_FIRST * 2.0 ** min(self.attempts, 16))
+        self.attempts += 1
+        self.next_at = now + delay
+        return delay
 
 
 class Lease:
@@ -155,6 +179,8 @@ class Runner:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._backoff: dict[str, Backoff] = {}
+        """Runs waiting to retry a failed step, by run id; memory only (a restart simply tries again)."""
 
     # -- the background loop --------------------------------------------------------------------
 
@@ -194,18 +220,37 @@ class Runner:
         items = self.store.live_runs()
         changed = False
         for run, task in items:
+            waiting = self._backoff.get(run.id)
+            if waiting is not None and waiting.status != run.status:
+                del self._backoff[run.id]  # a new status is a new step (e.g. stopped while its launch kept failing)
+                waiting = None
+            if waiting is not None and now < waiting.next_at:
+                continue
             try:
                 changed |= self._step(run, task, now)
-            except Exception:  # one broken run must not hold up the others
-                log.exception("runner: run %s failed to advance", run.id)
+            except Exception:  # one broken run must not hold up the others, nor spin (issue 7 A3)
+                self._failed_step(run, now)
+            else:
+                if waiting is not None and run.status != TaskStatus.SUBMITTING:  # _submit keeps its own
+                    self._backoff.pop(run.id, None)
+        live = {run.id for run, _ in items}
+        for run_id in [r for r in self._backoff if r not in live]:
+            del self._backoff[run_id]
         changed |= self._schedule(items, now)
         self._finish_bookkeeping(items, now)
         try:
             self.store.fold_counts()  # keeps the unfolded count changes that every list reads small
         except Exception:
             log.exception("runner: folding task counts failed")
-        self._busy = any(r.status in (TaskStatus.SUBMITTING, TaskStatus.STARTING) for r, _ in items)
+        self._busy = any(
+            r.status in (TaskStatus.SUBMITTING, TaskStatus.STARTING) and r.id not in self._backoff for r, _ in items
+        )
         return changed
+
+    def _failed_step(self, run: Run, now: float) -> None:
+        """Log a step that raised and put the run on backoff (the caller is in an `except` block)."""
+        delay = self._backoff.setdefault(run.id, Backoff(now, run.status)).failed(now)
+        log.exception("runner: run %s failed to advance; next try in %.1f s", run.id, delay)
 
     def _step(self, run: Run, task: Task, now: float) -> bool:
         status = run.status
@@ -221,8 +266,15 @@ class Runner:
 
     def _submit(self, run: Run, task: Task, now: float) -> bool:
         spec = run_spec(run, task)
-        result = self.executor.submit(spec, now)
-        if result.error:
+        try:
+            result = self.executor.submit(spec, now)
+        except Exception:  # a bug or the machine: retried like a transient failure, never in a tight loop
+            log.exception("runner: preparing run %s failed", run.id)
+            result = Submission(ready=False, error=INTERNAL, retry=True)
+        if result.error and result.retry:
+            return self._retry_submit(run, task, result.error, now)
+        self._backoff.pop(run.id, None)
+        if result.error:  # the request's own fault: the same every time, so never retried (issue 7 A3)
             return self._finish(run, task, TaskStatus.SUBMIT_FAILED, result.error, now)
         if not result.ready:
             return False
@@ -230,6 +282,17 @@ class Runner:
         if self._move(run, task, [TaskStatus.SUBMITTING], pods_insert=pods, status=TaskStatus.PENDING):
             run.pods = pods
             return True
+        return False
+
+    def _retry_submit(self, run: Run, task: Task, error: str, now: float) -> bool:
+        """Back off before preparing the run again; after SUBMIT_GIVE_UP seconds of failures, SUBMIT_FAILED."""
+        backoff = self._backoff.setdefault(run.id, Backoff(now, run.status))
+        if now - backoff.since >= SUBMIT_GIVE_UP:
+            self._backoff.pop(run.id, None)
+            reason = f"{error} (still failing after {backoff.attempts + 1} attempts)"
+            return self._finish(run, task, TaskStatus.SUBMIT_FAILED, reason, now)
+        delay = backoff.failed(now)
+        log.warning("runner: run %s: %s; attempt %d, next in %.1f s", run.id, error, backoff.attempts, delay)
         return False
 
     def _move(self, run: Run, task: Task, expected: Sequence[str], reason: str = "", **fields: Any) -> bool:
@@ -278,7 +341,10 @@ class Runner:
             self.store.save_pods(run, run.pods)
             self._account(run, pool_used, node_used)
             changed = True
-            self._launch(run, task, run.pods, now)
+            try:
+                self._launch(run, task, run.pods, now)
+            except Exception:  # launched again from STARTING, after a backoff
+                self._failed_step(run, now)
         return changed
 
     @staticmethod

@@ -42,7 +42,7 @@ class Mount:
 
     target: str
     source: str
-    """A local path; for COS, the path under the COS root (see docs/executors.md)."""
+    """For COS, `bucket/path` under the account's COS tree (see docs/executors.md); else the path as given."""
     kind: str
     """DataSourceType, `CODE` or `OUTPUT`."""
 
@@ -64,6 +64,8 @@ class RunSpec:
     """Why this run cannot be submitted here (e.g. a CFS data source); "" when it can."""
     env: Mapping[str, str] = field(default_factory=dict)
     """The task's own Envs (also merged into every pod's env)."""
+    account: str = ""
+    """The task's account (UIN): its COS paths lie in that account's tree only (issue 7 A1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class Submission:
 
     ready: bool
     error: str = ""
+    retry: bool = False
+    """The error is the machine's (a full disk), not the request's: try again later (issue 7 A3)."""
 
 
 PodPhase = Literal["PENDING", "RUNNING", "EXITED", "LOST"]
@@ -122,7 +126,7 @@ class Executor(Protocol):
         ...
 
     def signal(self, spec: RunSpec, run: Run, pods: Sequence[Pod], *, kill: bool, now: float) -> None:
-        """SIGTERM (or, with `kill`, SIGKILL) the pods' process groups; never waits."""
+        """SIGTERM (or, with `kill`, SIGKILL) every process of the pods (issue 7 E11); never waits."""
         ...
 
     def remove(self, run_id: str) -> None:

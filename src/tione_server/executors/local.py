@@ -1,31 +1,31 @@
-"""The local executor: every pod is a real process group on this machine (the default executor).
+"""The local executor: every pod is a real process tree on this machine (the default executor).
 
 Each pod is a supervisor (executors/podwrap.py) in its own session, running the pod's command with
-`/bin/sh -c` in the run's copy of the code package. The supervisor stamps log lines and records the exit
-code on disk, so pods outlive a crashed server and are found again from the database (pid, process start
-time) and the pod directory. COS is not reachable here: a COS path `bucket/path` stands for
-`<cos_root>/bucket/path` on this machine (docs/executors.md). Linux `/proc` is used to tell a live process
-from a reused pid.
+`/bin/sh -c` in the run's copy of the code package; every process of the pod stays below it. The supervisor
+stamps log lines and records the exit code on disk, so pods outlive a crashed server and are found again from
+the database (pid, process start time) and the pod directory. COS is not reachable here: a COS path
+`bucket/path` of account UIN stands for `<cos_root>/<UIN>/bucket/path` on this machine, confined to that tree
+(paths.py; docs/executors.md). Linux `/proc` is used to tell a live process from a reused pid.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
-import tarfile
 import threading
-import zipfile
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tione_server.executors import podwrap
+from tione_server.executors import archives, podwrap
 from tione_server.executors.base import (
     FileBackedRuns,
     LaunchError,
@@ -36,9 +36,9 @@ from tione_server.executors.base import (
     Submission,
 )
 from tione_server.models import Pod, Run
+from tione_server.paths import PathRefused, Tree, fd_path, refusal
 
 SUPERVISOR = Path(podwrap.__file__).resolve()
-ARCHIVES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
 
 
 def free_port() -> int:
@@ -101,9 +101,11 @@ class LocalExecutor(FileBackedRuns):
 
     # -- submission: the run's directory --------------------------------------------------------
 
-    def local_path(self, mount: Mount) -> Path:
-        """Where a request path lives on this machine: COS paths under the COS root, others as given."""
-        return self.cos_root / mount.source if mount.kind == "COS" else Path(mount.source)
+    def cos_tree(self, account: str) -> Tree:
+        """The account's COS tree, `<cos_root>/<UIN>` (issue 7 A1): its paths never reach another account's."""
+        if not account or "/" in account or account in (".", "..") or refusal(account):
+            raise _SubmitFailed(f"the task's account {account!r} has no COS tree here")
+        return Tree(self.cos_root / account)
 
     def submit(self, spec: RunSpec, now: float) -> Submission:
         if spec.unsupported:
@@ -117,39 +119,56 @@ class LocalExecutor(FileBackedRuns):
         for d in (code, self.files.mounts(spec.run_id), root / "pods", root / "logs"):
             d.mkdir(parents=True, exist_ok=True)
         try:
+            tree = self.cos_tree(spec.account)
             if spec.code is not None:
-                self._unpack(self.local_path(spec.code), code, spec.code)
+                self._copy_code(tree, spec.code, code)
+            mnt = Tree(self.files.mounts(spec.run_id))
             for m in spec.mounts:
-                src = self.local_path(m)
-                if not src.exists():
-                    return Submission(ready=False, error=f"data path {m.source} not found (looked for {src})")
-                link = self.files.mounts(spec.run_id) / m.target
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(src.resolve())
+                fd, src = self._open(tree, m, "data path")
+                os.close(fd)
+                try:
+                    mnt.link(m.target, src)  # MappingPath is a path inside the pod, never one on the host
+                except PathRefused as err:
+                    raise _SubmitFailed(f"MappingPath {m.target!r} {err}") from None
             if spec.output is not None:
-                out = self.local_path(spec.output)
-                out.mkdir(parents=True, exist_ok=True)
-                (root / "output").symlink_to(out.resolve())
+                fd, out = self._open(tree, spec.output, "output path", make_dirs=True)
+                os.close(fd)
+                (root / "output").symlink_to(out)
         except _SubmitFailed as err:
             return Submission(ready=False, error=str(err))
         except OSError as err:
-            return Submission(ready=False, error=f"cannot prepare the run: {err}")
+            # Issue 7 A3: the request's own trouble fails the run once; the machine's (a full disk) is retried.
+            return Submission(ready=False, error=f"cannot prepare the run: {err}", retry=transient(err))
         return Submission(ready=True)
 
     @staticmethod
-    def _unpack(src: Path, code: Path, mount: Mount) -> None:
-        if not src.exists():
-            raise _SubmitFailed(f"code package {mount.source} not found (looked for {src})")
-        if src.is_dir():
-            shutil.copytree(src, code, symlinks=True, dirs_exist_ok=True)
-        elif src.name.endswith(".zip"):
-            with zipfile.ZipFile(src) as zf:
-                zf.extractall(code)  # noqa: S202 - zipfile refuses absolute and `..` member paths
-        elif src.name.endswith(ARCHIVES):
-            with tarfile.open(src) as tf:
-                tf.extractall(code, filter="data")
-        else:
-            shutil.copy2(src, code / src.name)
+    def _open(tree: Tree, mount: Mount, what: str, *, make_dirs: bool = False) -> tuple[int, Path]:
+        """A descriptor and the real path of a COS path in the account's tree, or _SubmitFailed saying why not."""
+        try:
+            real = tree.real(mount.source)
+            return tree.open(mount.source, make_dirs=make_dirs), real
+        except PathRefused as err:
+            raise _SubmitFailed(f"{what} {mount.source} {err}") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise _SubmitFailed(f"{what} {mount.source} not found (looked for {tree.root / mount.source})") from None
+
+    def _copy_code(self, tree: Tree, mount: Mount, code: Path) -> None:
+        """The code package into the run's directory: a directory copied, an archive unpacked, a file copied."""
+        fd, _ = self._open(tree, mount, "code package")
+        name = PurePosixPath(mount.source).name
+        try:
+            src = fd_path(fd)  # what was opened and checked, not the name again
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                shutil.copytree(src, code, symlinks=True, dirs_exist_ok=True, ignore=_escaping_links(tree, mount))
+            elif archives.is_archive(name):
+                with src.open("rb") as fh:
+                    archives.unpack(fh, name, code)
+            else:
+                shutil.copy2(src, code / name)
+        except archives.BadArchive as err:
+            raise _SubmitFailed(f"code package {mount.source}: {err}") from None
+        finally:
+            os.close(fd)
 
     # -- launch ---------------------------------------------------------------------------------
 
@@ -215,7 +234,7 @@ class LocalExecutor(FileBackedRuns):
                 started.append(pod)
         except OSError as err:
             for pod in started:
-                self._killpg(pod, signal.SIGKILL)
+                self._signal_pod(pod, kill=True)
             raise LaunchError(f"cannot start pod {pod.name}: {err}") from err
 
     # -- observation ----------------------------------------------------------------------------
@@ -245,28 +264,60 @@ class LocalExecutor(FileBackedRuns):
 
     # -- stopping and cleanup -------------------------------------------------------------------
 
-    def _killpg(self, pod: Pod, sig: signal.Signals, run_id: str = "") -> None:
-        pgid = pod.pgid or pod.pid
-        if not pgid:
-            return
-        target_ok = alive(pod.pid, pod.proc_start)
-        if not target_ok and run_id:
-            # The supervisor is gone but its command may live on in the same group: check it is ours.
-            info = _read_json(self.files.pod_dir(run_id, pod.name) / "pid")
-            child = int(info["child"]) if info and info.get("child") else 0
-            try:
-                target_ok = bool(child) and alive(child, None) and os.getpgid(child) == pgid
-            except OSError:
-                target_ok = False
-        if target_ok:
+    def _signal_pod(self, pod: Pod, *, kill: bool, run_id: str = "") -> None:
+        """Stop (kill=False) or kill a pod. Through its supervisor, which reaches every process of the pod, even
+        daemonized ones (issue 7 E11); with the supervisor gone, the command's own process group directly."""
+        if pod.pid and alive(pod.pid, pod.proc_start):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
+                os.kill(pod.pid, podwrap.KILL if kill else podwrap.STOP)
+            return
+        info = _read_json(self.files.pod_dir(run_id, pod.name) / "pid") if run_id else None
+        child = int(info["child"]) if info and info.get("child") else 0
+        try:  # the command leads its own group: check that this pid is still that process
+            ours = bool(child) and alive(child, None) and os.getpgid(child) == child
+        except OSError:
+            ours = False
+        if ours:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL if kill else signal.SIGTERM)
 
     def signal(self, spec: RunSpec, run: Run, pods: Sequence[Pod], *, kill: bool, now: float) -> None:
-        sig = signal.SIGKILL if kill else signal.SIGTERM
         for pod in pods:
-            self._killpg(pod, sig, run.id)
+            self._signal_pod(pod, kill=kill, run_id=run.id)
 
 
 class _SubmitFailed(Exception):
     """A request path that cannot be provided: the run ends SUBMIT_FAILED with this text."""
+
+
+TRANSIENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EIO, errno.EAGAIN, errno.EBUSY,
+     errno.EINTR}
+)  # fmt: skip
+"""OS errors of the machine rather than of the request: preparing the run again later may succeed."""
+
+
+def transient(err: OSError) -> bool:
+    """Whether preparing a run again may succeed where it failed with `err` (issue 7 A3)."""
+    return err.errno in TRANSIENT_ERRNOS
+
+
+def _escaping_links(tree: Tree, mount: Mount) -> Callable[[str, list[str]], set[str]]:
+    """A copytree `ignore` that refuses a code directory holding a symlink that leads outside the account's tree
+    (issue 7 A2): copying it would hand the pod a way out."""
+    base = tree.root.resolve()
+
+    def check(directory: str, names: list[str]) -> set[str]:
+        for name in names:
+            path = Path(directory) / name
+            try:
+                outside = path.is_symlink() and not path.resolve().is_relative_to(base)
+            except (OSError, RuntimeError):  # a symlink loop leads nowhere
+                outside = False
+            if outside:
+                raise _SubmitFailed(
+                    f"code package {mount.source}: its symlink {name!r} leads outside the account's storage"
+                )
+        return set()
+
+    return check

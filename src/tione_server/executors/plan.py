@@ -14,7 +14,6 @@ from tione_server.models import Pod, Run, Task
 
 IDLE = "exec sleep 2147483647"
 """What MPI/HOROVOD worker pods run: the launcher drives the job (spec §6.5)."""
-LOCAL_DATA_TYPES = frozenset({"COS", "HostPath", "LOCAL_DISK"})
 
 
 def _nodes(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,16 +88,16 @@ def _cos(obj: Any) -> str | None:
 
 
 def _mounts(doc: dict[str, Any]) -> tuple[tuple[Mount, ...], str]:
+    """COS data sources as mounts, or why the run cannot have its data here."""
     mounts: list[Mount] = []
     for i, dc in enumerate(doc.get("DataConfigs") or []):
         kind = str(dc.get("DataSourceType") or "")
-        target = str(dc.get("MappingPath") or f"data-{i}").lstrip("/")
+        target = str(dc.get("MappingPath") or f"data-{i}")
         if kind == "COS" and (src := _cos(dc.get("COSSource"))):
             mounts.append(Mount(target=target, source=src, kind="COS"))
-        elif dc.get("HostPathSource") and dc["HostPathSource"].get("Path"):
-            mounts.append(Mount(target=target, source=str(dc["HostPathSource"]["Path"]), kind="HostPath"))
-        elif dc.get("LocalDiskSource") and dc["LocalDiskSource"].get("LocalPath"):
-            mounts.append(Mount(target=target, source=str(dc["LocalDiskSource"]["LocalPath"]), kind="LOCAL_DISK"))
+        elif dc.get("HostPathSource") or dc.get("LocalDiskSource"):
+            # Issue 7 A2: nothing a request names may reach outside its account; a host path would.
+            return (), f"DataConfigs.{i}: host paths (HostPathSource, LocalDiskSource) are not available; use COSSource"
         else:
             return (), f"DataConfigs.{i}: data source type {kind or '(none)'} is not available on this executor"
     return tuple(mounts), ""
@@ -156,4 +155,5 @@ def run_spec(run: Run, task: Task) -> RunSpec:
         requested_at=run.requested_at,
         unsupported=unsupported,
         env=user_env,
+        account=task.scope.uin,
     )

@@ -1,18 +1,24 @@
 """The pod supervisor: one per pod, started by the local executor as `python -I podwrap.py POD_DIR`.
 
 It runs the pod's command with `/bin/sh -c`, stamps every stdout/stderr line with the time it was read,
-and records the exit code in `POD_DIR/exit`. It lives in the pod's own session and process group and only
-uses the standard library, so a server crash (even SIGKILL) neither kills the pod nor loses its output:
-the restarted server finds `POD_DIR/pid` and `POD_DIR/exit` and carries on (issue: crashes lose nothing).
+and records the exit code in `POD_DIR/exit`. It lives in its own session and process group (the command gets a
+group of its own) and only uses the standard library, so a server crash (even SIGKILL) neither kills the pod nor
+loses its output: the restarted server finds `POD_DIR/pid` and `POD_DIR/exit` and carries on.
 
-SIGTERM/SIGINT/SIGHUP are caught and ignored here (the executor signals the whole process group, so the
-command gets them) so that the supervisor can still write the exit code after the command ends.
+Every process of the pod is a descendant of the supervisor: it is a child subreaper (Linux), so a process that
+daemonizes (double fork, setsid) is re-parented to it rather than to init. The exit is recorded only once all of
+them are gone (issue 7 E11): when the command ends, the rest of the pod is killed, as when a container's main
+process ends; SIGTERM from the executor (Stop) is passed on to every descendant, and SIGUSR1 (Stop's grace period
+is over) kills them all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -24,7 +30,14 @@ from typing import IO, Any
 CHUNK = 64 * 1024
 """Longest log line kept in one piece; longer lines are split."""
 DRAIN_SECONDS = 2.0
-"""How long to keep reading after the command exits (grandchildren may still hold the pipes)."""
+"""How long to keep reading output once every process of the pod is gone."""
+KILL_POLL = 0.05
+"""Seconds between kill rounds while processes remain (one may have forked between a round's look and kill)."""
+PR_SET_CHILD_SUBREAPER = 36
+STOP = signal.SIGTERM
+"""From the executor: stop the pod (SIGTERM to every process of it)."""
+KILL = signal.SIGUSR1
+"""From the executor: kill every process of the pod now (SIGKILL)."""
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -39,14 +52,59 @@ def _pump(src: IO[bytes], dst: Path) -> None:
             out.write(b"%d %s\n" % (time.time_ns(), chunk.rstrip(b"\n")))
 
 
-def _ignore(_signum: int, _frame: object) -> None:
-    """A handler, not SIG_IGN: ignored dispositions would be inherited by the command."""
+def _become_subreaper() -> None:
+    """Orphaned descendants re-parent to this process instead of init (Linux prctl; elsewhere best effort)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below `root`, read from /proc (parents before children)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:  # not Linux: nothing to find
+        return []
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def _signal_all(sig: int) -> None:
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+
+
+def _note(_signum: int, _frame: object) -> None:
+    """A handler, not SIG_IGN: ignored dispositions would be inherited by the command. The wakeup fd carries the
+    signal number to the main loop."""
 
 
 def main(pod_dir: Path) -> int:
     spec = json.loads((pod_dir / "spec.json").read_text())
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _ignore)
+    _become_subreaper()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, KILL):
+        signal.signal(sig, _note)
     stdout, stderr = Path(spec["stdout"]), Path(spec["stderr"])
     try:
         child = subprocess.Popen(
@@ -56,6 +114,7 @@ def main(pod_dir: Path) -> int:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            process_group=0,  # signals the program sends to its own group never reach the supervisor
         )
     except OSError as err:
         with stderr.open("ab") as out:
@@ -72,14 +131,47 @@ def main(pod_dir: Path) -> int:
     ]
     for t in pumps:
         t.start()
-    returncode = child.wait()
+    status = _supervise(child.pid, wake_r)
     deadline = time.monotonic() + DRAIN_SECONDS
     for t in pumps:
         t.join(max(0.0, deadline - time.monotonic()))
     # A command killed by signal N reports 128 + N, as a shell (and Kubernetes) would.
+    returncode = os.waitstatus_to_exitcode(status)
     code = returncode if returncode >= 0 else 128 - returncode
-    _write_json(pod_dir / "exit", {"code": code, "signal": max(0, -returncode), "time": time.time()})
+    with contextlib.suppress(OSError):  # the run may have been deleted meanwhile
+        _write_json(pod_dir / "exit", {"code": code, "signal": max(0, -returncode), "time": time.time()})
     return code
+
+
+def _supervise(main_pid: int, wake: int) -> int:
+    """Reap processes until none of the pod is left; returns the wait status of the command (`main_pid`)."""
+    main_status: int | None = None
+    stopping = killing = False
+    while True:
+        while True:  # reap whatever has ended: the command, or an orphan re-parented here
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                assert main_status is not None  # the command is a child until it has been reaped here
+                return main_status
+            if pid == 0:
+                break
+            if pid == main_pid:
+                main_status = status
+        if main_status is not None and not stopping:
+            killing = True  # the command ended on its own: the rest of the pod ends with it
+        if killing:
+            _signal_all(signal.SIGKILL)
+        ready, _, _ = select.select([wake], [], [], KILL_POLL if killing else None)
+        if not ready:
+            continue
+        with contextlib.suppress(BlockingIOError):
+            for signum in os.read(wake, 512):
+                if signum == KILL:
+                    killing = True
+                elif signum == STOP and not stopping:
+                    stopping = True
+                    _signal_all(signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from tione_server.errors import (
 )
 from tione_server.models import ChargeType
 from tione_server.netpolicy import AddressPolicy
+from tione_server.paths import refusal
 
 NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff_-]{0,59}")
 """Spec §4.1 rule 2: 1-60 code points; CJK, ASCII letters, digits, `_`, `-`; not starting with `_`/`-`."""
@@ -207,12 +208,24 @@ def decode_start_cmd(encoded: str) -> dict[str, str]:
 
 
 def _cos(path: CosPathInfo | None, where: str) -> dict[str, Any] | None:
-    """Spec §3.2: exactly one path."""
+    """Spec §3.2: exactly one path; issue 7 A2: a bucket name and a path confined to the account's storage."""
     if path is None:
         return None
     if len(path.Paths or []) != 1 or not (path.Paths or [""])[0]:
         raise InvalidParameterValue.for_param(f"{where}.Paths", "Give exactly one path.")
+    bucket = path.Bucket or ""
+    if "/" in bucket:
+        raise InvalidParameterValue.for_param(f"{where}.Bucket", "A bucket name has no `/`.")
+    check_path(bucket, f"{where}.Bucket")
+    check_path((path.Paths or [""])[0], f"{where}.Paths.0")
     return {"Bucket": path.Bucket, "Region": path.Region, "Paths": list(path.Paths or [])}
+
+
+def check_path(value: str, where: str, *, inside_pod: bool = False) -> None:
+    """A path a request names: no `..`, NUL, control character, nor (outside a pod) absolute path (issue 7 A2)."""
+    reason = refusal(value, absolute_ok=inside_pod)
+    if reason:
+        raise InvalidParameterValue.for_param(where, f"The path {reason}.")
 
 
 def _structure(req: CreateTrainingTaskRequest) -> list[tuple[str, str]]:
@@ -260,6 +273,7 @@ def validate_create(req: CreateTrainingTaskRequest, catalogue: Catalogue, callba
     output = _cos(req.Output, "Output")
     data_configs = []
     for i, dc in enumerate(req.DataConfigs or []):
+        check_path(dc.MappingPath or "", f"DataConfigs.{i}.MappingPath", inside_pod=True)
         _cos(dc.COSSource, f"DataConfigs.{i}.COSSource")
         data_configs.append(_builtins(dc))
     if req.EncodedStartCmdInfo is not None and req.EncodedStartCmdInfo.StartCmdInfo is not None:
