@@ -59,8 +59,8 @@ class SimulateExecutor(FileBackedRuns):
             return self.run_seconds
 
     @staticmethod
-    def _exit_code(spec: RunSpec, pod: PodSpec) -> int:
-        if pod is not _decider(spec):
+    def _exit_code(spec: RunSpec, pod: PodSpec, decider: PodSpec | None) -> int:
+        if pod is not decider:
             return 0
         try:
             return int(spec.env.get("TI_SIMULATE_EXIT_CODE", "0"))
@@ -72,6 +72,7 @@ class SimulateExecutor(FileBackedRuns):
 
     def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:
         by_name = {p.name: p for p in spec.pods}
+        decider = _decider(spec)  # once per call, not per pod: O(pods) per run (issue 7 B4)
         started = now + self.start_seconds
         duration = self._run_seconds(spec)
         for pod in pods:
@@ -83,13 +84,15 @@ class SimulateExecutor(FileBackedRuns):
                 continue
             for second in range(1, int(duration)):
                 write_log_line(out, _ns(started + second), f"[simulate] step {second}/{int(duration)}")
-            code = self._exit_code(spec, ps)
+            code = self._exit_code(spec, ps, decider)
             stream = "stdout" if code == 0 else "stderr"
             path = self.files.log(spec.run_id, pod.name, stream)
             write_log_line(path, _ns(started + duration), f"[simulate] exited with code {code}")
 
     def observe(self, spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
         by_name = {p.name: p for p in spec.pods}
+        decider = _decider(spec)
+        duration = self._run_seconds(spec)
         found: dict[str, Observation] = {}
         for pod in run.pods:
             if pod.launched_at is None:
@@ -99,7 +102,7 @@ class SimulateExecutor(FileBackedRuns):
             ended: float | None = None
             code = 0
             if ps is not None and ps.command != IDLE and not _waits(spec, ps):
-                ended, code = started + self._run_seconds(spec), self._exit_code(spec, ps)
+                ended, code = started + duration, self._exit_code(spec, ps, decider)
             if run.term_sent_at is not None:
                 stop_end = run.term_sent_at if run.kill_sent else run.term_sent_at + self.stop_seconds
                 if ended is None or stop_end < ended:
