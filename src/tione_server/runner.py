@@ -46,6 +46,9 @@ NEVER_FITS = WAITING + " (the request is larger than the pool's total capacity)"
 POD_IP = "127.0.0.1"
 FAST_INTERVAL = 0.02
 """Seconds between ticks while a run is about to move (SUBMITTING, STARTING): create-to-RUNNING stays quick."""
+LAUNCH_BATCH = 64
+"""Most pods of one run launched per tick (issue 7 B4): a task the catalogue allows thousands of pods starts over
+several quick ticks, and every other run still moves on each of them."""
 
 
 class Sender(Protocol):
@@ -85,6 +88,12 @@ def verdict(mode: str, pods: Sequence[Pod]) -> Verdict:
     if deciders and all(p.status == PodStatus.SUCCEEDED for p in deciders):
         return Verdict("succeed", at=max(p.end_time or 0.0 for p in deciders))
     return Verdict("running")
+
+
+def _next_batch(unlaunched: Sequence[Pod]) -> list[Pod]:
+    """The pods to launch this tick: up to LAUNCH_BATCH, an MPI launcher only once its workers are all launched."""
+    workers = [p for p in unlaunched if p.role != "LAUNCHER"]
+    return list((workers or unlaunched)[:LAUNCH_BATCH])
 
 
 def _failure(pod: Pod) -> str:
@@ -269,7 +278,7 @@ class Runner:
             self.store.save_pods(run, run.pods)
             self._account(run, pool_used, node_used)
             changed = True
-            self._launch(run, task, run.pods, now)
+            self._launch(run, task, _next_batch(run.pods), now)
         return changed
 
     @staticmethod
@@ -381,10 +390,10 @@ class Runner:
     def _watch(self, run: Run, task: Task, now: float) -> bool:
         spec = run_spec(run, task)
         seen = self.executor.observe(spec, run, now)
-        # Pods never launched (a crash between granting capacity and starting them): start them now.
+        # Pods not launched yet (the rest of a large run, or a crash between granting capacity and starting them).
         missing = [p for p in run.pods if p.launched_at is None and p.name not in seen]
         if missing:
-            self._launch(run, task, missing, now)
+            self._launch(run, task, _next_batch(missing), now)
             return True
         changed_pods = self._apply(run, seen, now)
         self.store.save_pods(run, changed_pods)

@@ -24,6 +24,7 @@ from tione_server.executors.base import (
     RunSpec,
     Submission,
     write_log_line,
+    write_log_lines,
 )
 from tione_server.executors.plan import IDLE
 from tione_server.models import Pod, Run
@@ -79,15 +80,18 @@ class SimulateExecutor(FileBackedRuns):
             pod.launched_at = now
             ps = by_name[pod.name]
             out = self.files.log(spec.run_id, pod.name, "stdout")
-            write_log_line(out, _ns(started), f"[simulate] {pod.name} started: {ps.command or '(no command)'}")
+            lines = [(_ns(started), f"[simulate] {pod.name} started: {ps.command or '(no command)'}")]
             if ps.command == IDLE or _waits(spec, ps):
+                write_log_lines(out, lines)
                 continue
-            for second in range(1, int(duration)):
-                write_log_line(out, _ns(started + second), f"[simulate] step {second}/{int(duration)}")
+            lines += [(_ns(started + s), f"[simulate] step {s}/{int(duration)}") for s in range(1, int(duration))]
             code = self._exit_code(spec, ps, decider)
-            stream = "stdout" if code == 0 else "stderr"
-            path = self.files.log(spec.run_id, pod.name, stream)
-            write_log_line(path, _ns(started + duration), f"[simulate] exited with code {code}")
+            ending = (_ns(started + duration), f"[simulate] exited with code {code}")
+            if code == 0:
+                write_log_lines(out, [*lines, ending])
+            else:
+                write_log_lines(out, lines)
+                write_log_lines(self.files.log(spec.run_id, pod.name, "stderr"), [ending])
 
     def observe(self, spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
         by_name = {p.name: p for p in spec.pods}

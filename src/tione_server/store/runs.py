@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -179,6 +179,12 @@ def _run(row: Any, task_id: str) -> Run:
 
 
 _RUN_COLUMNS = (*runs.c, tasks.c.id.label("task_id"))
+_SAVE_PODS = (
+    update(pods)
+    .where(pods.c.run_num == bindparam("_run_num"), pods.c.name == bindparam("_name"))
+    .values({c.name: bindparam(f"_{c.name}") for c in pods.c if c.name not in ("run_num", "name")})
+)
+"""UPDATE of one pod's row by (run, name), bound per pod; parameters are prefixed so they never clash with columns."""
 
 
 class RunStore:
@@ -520,11 +526,10 @@ class RunStore:
         """Write the given pods of a run back (pid, status, times, exit code)."""
         if not changed:
             return
+        rows = [{f"_{k}": v for k, v in pod_row(run.num, p).items()} for p in changed]
         with self._tx() as conn:
-            for p in changed:
-                row = pod_row(run.num, p)
-                del row["run_num"], row["name"]
-                conn.execute(update(pods).where(pods.c.run_num == run.num, pods.c.name == p.name).values(row))
+            # One statement for all pods (executemany): building one per pod cost ~2 ms each (issue 7 B4).
+            conn.execute(_SAVE_PODS, rows)
 
     # -- the runner lease ------------------------------------------------------------------------
 
