@@ -20,8 +20,10 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.tione.v20211111 import models
 
 from tests.conftest import BACKENDS, make_database
+from tests.inprocess import T0, Harness, params
 from tests.live import Key, Server, create_key
 from tests.training import TERMINAL, error_code, task_params, training_server, wait_status
+from tione_server.runner import LAUNCH_BATCH
 
 MAX_PODS = 40
 MAX_ACTIVE = 2
@@ -181,3 +183,25 @@ def test_create_training_task_large_task_does_not_hold_up_other_accounts(tmp_pat
         assert elapsed < 8.0, f"another account's task took {elapsed:.1f} s to reach RUNNING"
         wait_status(srv, big, "RUNNING", timeout=120)
         assert srv.call("DescribeTrainingTaskPods", {"Id": big})["TotalCount"] == 2000
+
+
+def test_create_training_task_large_task_launches_a_batch_per_runner_pass(tmp_path: Path) -> None:
+    """An MPI task of 130 workers: 64 pods per pass, the launcher with the last workers (spec §6.5: it drives them)."""
+    h = Harness(tmp_path, catalogue=CATALOGUE.replace(f"max_pods_per_task = {MAX_PODS}", "max_pods_per_task = 130"))
+    try:
+        workers = [{"Role": "WORKER", "InstanceType": "TI.S.MEDIUM.POST", "InstanceNum": 130}]
+        task_id = h.call("CreateTrainingTask", params("mpi", TrainingMode="MPI", ResourceConfigInfos=workers))["Id"]
+        run_id = h.detail(task_id)["LatestInstanceId"]
+        launched: list[list[str]] = []
+        for k in range(4):
+            h.tick(T0 + 1 + k * 0.1)
+            run = h.store.get_run(run_id)
+            assert run is not None
+            launched.append([p.role for p in run.pods if p.launched_at is not None])
+        assert [len(roles) for roles in launched] == [LAUNCH_BATCH, 2 * LAUNCH_BATCH, 131, 131]
+        assert "LAUNCHER" not in launched[1]
+        assert "LAUNCHER" in launched[2]
+        h.tick(T0 + 4)
+        assert h.detail(task_id)["Status"] == "RUNNING"
+    finally:
+        h.close()

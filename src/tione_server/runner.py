@@ -91,9 +91,11 @@ def verdict(mode: str, pods: Sequence[Pod]) -> Verdict:
 
 
 def _next_batch(unlaunched: Sequence[Pod]) -> list[Pod]:
-    """The pods to launch this tick: up to LAUNCH_BATCH, an MPI launcher only once its workers are all launched."""
-    workers = [p for p in unlaunched if p.role != "LAUNCHER"]
-    return list((workers or unlaunched)[:LAUNCH_BATCH])
+    """The pods to launch this tick: all of them when they fit one batch; else LAUNCH_BATCH workers, an MPI
+    launcher going with the last of its workers."""
+    if len(unlaunched) <= LAUNCH_BATCH:
+        return list(unlaunched)
+    return [p for p in unlaunched if p.role != "LAUNCHER"][:LAUNCH_BATCH]
 
 
 def _failure(pod: Pod) -> str:
