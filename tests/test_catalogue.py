@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tione_server.catalogue import POSTPAID, PREPAID, Capacity, Catalogue
+from tione_server.catalogue import POSTPAID, PREPAID, Capacity, Catalogue, Limits
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -101,6 +101,15 @@ def test_catalogue_example_file_loads() -> None:
     cat = Catalogue.load(DOCS / "catalogue.example.toml")
     assert "TI.S.MEDIUM.POST" in cat.instance_types
     assert cat.capacity == Capacity(cpu=16000, memory=65536, gpu=200)
+    assert cat.limits == Limits(max_pods_per_task=32, max_active_tasks=100)
+
+
+def test_catalogue_limits_default_and_file(tmp_path: Path) -> None:
+    """Issue 7 B4: 32 pods per task and 100 active tasks per account unless `[limits]` says otherwise."""
+    assert Catalogue.default().limits == Limits(max_pods_per_task=32, max_active_tasks=100)
+    raised = _load(tmp_path, "[limits]\nmax_pods_per_task = 500\n")
+    assert raised.limits == Limits(max_pods_per_task=500, max_active_tasks=100)
+    assert raised.instance_types == Catalogue.default().instance_types
 
 
 @pytest.mark.parametrize(
@@ -119,6 +128,9 @@ def test_catalogue_example_file_loads() -> None:
         ("[[resource_groups]]\nid = 'ersg-x'\ntags = { team = 1 }\n", "resource_groups[0].tags.team"),
         ("discount = 101\n", "discount"),
         ("capacity = 3\n", "capacity"),
+        ("[limits]\nmax_pods_per_task = 0\n", "limits.max_pods_per_task"),
+        ("[limits]\nmax_active_tasks = '5'\n", "limits.max_active_tasks"),
+        ("[limits]\nmax_tasks = 5\n", "limits.max_tasks"),
     ],
 )  # fmt: skip
 def test_catalogue_bad_file_names_the_key(tmp_path: Path, text: str, key: str) -> None:

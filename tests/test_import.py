@@ -19,7 +19,7 @@ import pytest
 from tencentcloud.tione.v20211111 import models
 
 from tests.conftest import BACKENDS, make_database
-from tests.live import REGION, Server, cli, running_server
+from tests.live import REGION, Key, Server, cli, running_server
 from tione_server.config import Settings
 from tione_server.importer import ImportError_, import_file
 from tione_server.store import Store
@@ -124,10 +124,12 @@ class Case:
             path.write_bytes(content)
         return path
 
-    def run(self, path: Path, *, project: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, path: Path, *, project: str | None = None, uin: str = UIN, region: str = REGION, app_id: str = ""
+    ) -> subprocess.CompletedProcess[str]:
         """`tione-server import` into this case's workspace (exit status not checked)."""
-        args = ["import", str(path), "--uin", UIN, "--region", REGION, "--project", project or self.project]
-        return cli(*args, database_url=self.env.url, check=False)
+        args = ["import", str(path), "--uin", uin, "--region", region, "--project", project or self.project]
+        return cli(*args, *(["--app-id", app_id] if app_id else []), database_url=self.env.url, check=False)
 
     def listed(self, **params: Any) -> tuple[list[Any], int]:
         """(TrainingTaskSetItem models, TotalCount) of this workspace, through the SDK."""
@@ -406,3 +408,101 @@ def test_import_bad_item_after_many_good_ones_imports_nothing(env: Env) -> None:
     again = c.run(c.write("fixed.jsonl", lines(*good)))  # the same Store path works afterwards
     assert again.returncode == 0, again.stderr
     assert c.listed(Limit=1)[1] == 2501
+
+
+# -- nothing hidden or lost (issue 7 E13) ---------------------------------------------------------
+
+
+def _key(env: Env, uin: str, app_id: str) -> Key:
+    out = json.loads(cli("keys", "create", "--uin", uin, "--app-id", app_id, "--json", database_url=env.url).stdout)
+    return Key(out["SecretId"], out["SecretKey"], out["Uin"], out["AppId"], out["SubUin"])
+
+
+@pytest.mark.parametrize("region", ["guangzhou", "ap-tokyo"], ids=["not-a-region", "not-served"])
+def test_import_region_the_api_cannot_reach_imports_nothing(env: Env, region: str) -> None:
+    c = env.case()
+    assert c.run(c.write("first.json", json.dumps([c.item(1)]))).returncode == 0
+    done = c.run(c.write("elsewhere.json", json.dumps([c.item(1, Name="moved"), c.item(2)])), region=region)
+    assert done.returncode == 1, done.stdout
+    assert "--region" in done.stderr
+    assert region in done.stderr
+    assert "Traceback" not in done.stderr
+    assert [(t["Id"], t["Name"]) for t in c.raw()] == [(c.id(1), "task-1")]  # still where the API shows it
+    other = env.server.call("DescribeTrainingTasks", {"TiProjectId": c.project}, region="ap-shanghai")
+    assert other["TotalCount"] == 0
+
+
+@pytest.mark.parametrize("owner", ["workspace", "region", "account"])
+def test_import_id_of_another_owner_imports_nothing(env: Env, owner: str) -> None:
+    c = env.case()
+    assert c.run(c.write("mine.json", json.dumps([c.item(1)]))).returncode == 0
+    other_uin = f"1000000{c.n:05d}"
+    key = _key(env, other_uin, f"13{c.n:08d}")
+    target = {
+        "workspace": {"project": c.project + "-other"},
+        "region": {"region": "ap-shanghai"},
+        "account": {"uin": other_uin},
+    }[owner]
+    done = c.run(c.write("theirs.json", json.dumps([c.item(2), c.item(1, Name="taken")])), **target)
+    assert done.returncode == 1, done.stdout
+    assert c.id(1) in done.stderr
+    assert "Id" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert [(t["Id"], t["Name"]) for t in c.raw()] == [(c.id(1), "task-1")]
+    where = {"TiProjectId": target.get("project", c.project)}
+    seen_by = env.server.call(
+        "DescribeTrainingTasks", where, key=key if owner == "account" else None, region=target.get("region", REGION)
+    )
+    assert seen_by["TotalCount"] == 0  # the good item of the refused file is not imported either
+
+
+def test_import_id_of_a_task_created_here_imports_nothing(env: Env) -> None:
+    c = env.case()
+    created = env.server.call("CreateTrainingTask", {
+        "Name": "created-here", "ChargeType": "POSTPAID_BY_HOUR", "TiProjectId": c.project,
+        "ResourceConfigInfos": [{"Role": "WORKER", "InstanceType": "TI.S.MEDIUM.POST"}],
+        "ImageInfo": {"ImageType": "CUSTOM", "ImageUrl": "local"}, "StartCmdInfo": {"StartCmd": "true"},
+    })["Id"]  # fmt: skip
+    done = c.run(c.write("over.json", json.dumps([c.item(1) | {"Id": created, "Name": "imported"}])))
+    assert done.returncode == 1, done.stdout
+    assert created in done.stderr
+    shown = env.server.call("DescribeTrainingTask", {"Id": created, "TiProjectId": c.project})["TrainingTaskDetail"]
+    assert (shown["Name"], bool(shown["LatestInstanceId"])) == ("created-here", True)
+
+
+def test_import_running_task_keeps_its_runtime(env: Env) -> None:
+    c = env.case()
+    running = c.item(1, Status="RUNNING", StartTime="2023-09-01T10:00:00+08", RuntimeInSeconds=3602)
+    done = c.run(c.write("running.json", json.dumps([running, c.item(2, Status="RUNNING")])))
+    assert done.returncode == 0, done.stderr
+    items = {t.Id: t for t in c.listed()[0]}
+    assert (items[c.id(1)].RuntimeInSeconds, items[c.id(2)].RuntimeInSeconds) == (3602, 0)
+    req = models.DescribeTrainingTaskRequest()
+    req.from_json_string(json.dumps({"Id": c.id(1), "TiProjectId": c.project}))
+    assert env.server.client().DescribeTrainingTask(req).TrainingTaskDetail.RuntimeInSeconds == 3602
+
+
+def test_import_item_without_app_id_shows_the_accounts(env: Env) -> None:
+    c = env.case()
+    uin = f"2000000{c.n:05d}"
+    path = c.write("apps.json", json.dumps([c.item(1), c.item(2, AppId="1300000001")]))
+    # No key, so no AppId known: refused rather than showing the UIN.
+    refused = c.run(path, uin=uin)
+    assert refused.returncode == 1
+    assert "--app-id" in refused.stderr
+    key = _key(env, uin, "1300000077")
+    mismatch = c.run(path, uin=uin, app_id="1300000078")
+    assert mismatch.returncode == 1
+    assert "--app-id" in mismatch.stderr
+    assert env.server.call("DescribeTrainingTasks", {"TiProjectId": c.project}, key=key)["TotalCount"] == 0
+    done = c.run(path, uin=uin)
+    assert done.returncode == 0, done.stderr
+    listed = env.server.call("DescribeTrainingTasks", {"TiProjectId": c.project}, key=key)["TrainingTaskSet"]
+    assert {t["Id"]: t["AppId"] for t in listed} == {c.id(1): "1300000077", c.id(2): "1300000001"}
+    # An account without keys yet: `--app-id` names its AppId.
+    keyless = f"3000000{c.n:05d}"
+    given = c.run(c.write("given.json", json.dumps([c.item(3)])), uin=keyless, app_id="1300000099")
+    assert given.returncode == 0, given.stderr
+    later = _key(env, keyless, "1300000099")
+    listed = env.server.call("DescribeTrainingTasks", {"TiProjectId": c.project}, key=later)["TrainingTaskSet"]
+    assert [t["AppId"] for t in listed] == ["1300000099"]

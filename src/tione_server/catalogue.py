@@ -166,6 +166,17 @@ class Framework:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Per-request and per-account quotas (issue 7 B4): bounds on what one caller may make the runner do."""
+
+    max_pods_per_task: int = 32
+    """Pods one task may ask for: `InstanceNum` summed over its `ResourceConfigInfos`."""
+    max_active_tasks: int = 100
+    """Tasks one account (UIN, every region and workspace) may hold in SUBMITTING, PENDING, STARTING, RUNNING
+    or STOPPING at once, through CreateTrainingTask and StartTrainingTask."""
+
+
+@dataclass(frozen=True)
 class Capacity:
     """An amount of resources in wire units: milli-cores, MB, 1/100 cards."""
 
@@ -290,6 +301,8 @@ class Catalogue:
     """PREPAID specs by name (resource-group node specs, DescribeBillingSpecs ChargeType=PREPAID)."""
     discount: int = 100
     """Percent of the list price actually charged: `RealTotalCost` (spec §4.12)."""
+    limits: Limits = Limits()
+    """Quotas on tasks and pods (`[limits]`)."""
 
     @classmethod
     def default(cls) -> Catalogue:
@@ -370,6 +383,7 @@ _TOP_KEYS = frozenset(
         "resource_groups",
         "frameworks",
         "images",
+        "limits",
     }
 )
 
@@ -620,6 +634,14 @@ def _from_toml(data: dict[str, Any]) -> Catalogue:
     discount = _int(data, "discount", "", default=100)
     if discount > 100:
         raise _Invalid("discount", "must be a percentage from 0 to 100")
+    limits = base.limits
+    if "limits" in data:
+        lim = _table(data["limits"], "limits")
+        _reject_unknown(lim, {"max_pods_per_task", "max_active_tasks"}, "limits")
+        limits = Limits(
+            max_pods_per_task=_int(lim, "max_pods_per_task", "limits", default=limits.max_pods_per_task, minimum=1),
+            max_active_tasks=_int(lim, "max_active_tasks", "limits", default=limits.max_active_tasks, minimum=1),
+        )
     return Catalogue(
         instance_types=MappingProxyType(post),
         resource_groups=MappingProxyType(groups),
@@ -627,4 +649,5 @@ def _from_toml(data: dict[str, Any]) -> Catalogue:
         capacity=capacity,
         prepaid_types=MappingProxyType(pre),
         discount=discount,
+        limits=limits,
     )

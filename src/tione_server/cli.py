@@ -311,11 +311,13 @@ def keys_revoke(secret_id: str, database: str | None) -> None:
 @click.option("--uin", required=True, help="Account the tasks belong to.")
 @click.option("--region", required=True, help="Region the tasks belong to, e.g. ap-guangzhou.")
 @click.option("--project", default=None, help="Workspace (TiProjectId); default workspace when omitted.")
-@click.option("--app-id", default=None, help="Account AppId (default: the UIN).")
+@click.option(
+    "--app-id", default=None, help="AppId shown for items without one (default: the AppId of the account's keys)."
+)
 @database_option
 def import_(file: Path, uin: str, region: str, project: str | None, app_id: str | None, database: str | None) -> None:
     """Import tasks saved from the real service (history: nothing executes them)."""
-    from tione_server.importer import ImportError_, import_file
+    from tione_server.importer import ImportError_, account_app_id, import_file
 
     _require_digits(uin, "--uin")
     settings = _settings(database_url=database)
@@ -326,7 +328,7 @@ def import_(file: Path, uin: str, region: str, project: str | None, app_id: str 
             store,
             file,
             uin=uin,
-            app_id=app_id or uin,
+            app_id=account_app_id(store, uin, app_id),
             region=region,
             project=project,
             settings=settings,

@@ -107,6 +107,13 @@ class UnsupportedRegion(ApiError):
     code = "UnsupportedRegion"
 
 
+class LimitExceeded(ApiError):
+    """A quota (not a rate) is exceeded: a common code, so every action may answer it (api3-protocol §6.1).
+    CreateTrainingTask and StartTrainingTask use it for the catalogue's `[limits]` (issue 7 B4)."""
+
+    code = "LimitExceeded"
+
+
 class RequestLimitExceeded(ApiError):
     code = "RequestLimitExceeded"
 

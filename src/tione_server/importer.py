@@ -2,7 +2,9 @@
 
 Accepts a DescribeTrainingTasks response, a JSON list of TrainingTaskSetItem, or JSON lines of them.
 Items are decoded with the generated wire type; every field is kept as given. All or nothing: a bad
-item aborts the one transaction, with a message naming the item and the field.
+item aborts the one transaction, with a message naming the item and the field. Nothing is hidden or lost
+(issue 7 E13): the region must be one this server serves, and an Id another account, region or workspace holds,
+or a task created here holds, is refused.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from msgspec import inspect as mi
 
 from tione_server import timefmt
 from tione_server.api._generated import TrainingTaskSetItem
-from tione_server.config import Settings
+from tione_server.config import KNOWN_REGIONS, Settings
 from tione_server.models import ChargeStatus, ChargeType, Scope, Task, TaskStatus
 from tione_server.service.listing import ascii_upper
 from tione_server.service.scope import workspace
-from tione_server.store import Store
+from tione_server.store import IdElsewhere, Store
 
 TASK_ID = re.compile(r"^train-(0|[1-9][0-9]{0,18})$")
 """Canonical digits only: `train-01` and `train-1` would be the same task number (the primary key)."""
@@ -224,6 +226,7 @@ def import_file(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Import every task of the file in one transaction; returns how many."""
+    check_region(region, settings)
     scope = Scope(uin=uin, region=region, project=workspace(project))
     try:
         tasks = (
@@ -233,3 +236,43 @@ def import_file(
         return store.put_tasks(tasks, progress=progress)
     except msgspec.DecodeError as err:
         raise ImportError_(f"the file is not valid JSON: {err}") from None
+    except IdElsewhere as err:
+        raise ImportError_(_elsewhere(err)) from None
+
+
+def check_region(region: str, settings: Settings) -> None:
+    """Tasks go only where the API can reach them: a region this server serves (TIONE_REGIONS), which is a
+    region code the API knows (the gateway's own two checks, api3-protocol §8)."""
+    if region not in KNOWN_REGIONS:
+        raise ImportError_(f"`--region` {region!r} is not a region code; use one like ap-guangzhou")
+    if region not in settings.regions:
+        raise ImportError_(
+            f"`--region` {region} is not served by this server ({', '.join(settings.regions)}; set TIONE_REGIONS "
+            "to serve more)"
+        )
+
+
+def account_app_id(store: Store, uin: str, given: str | None) -> str:
+    """The AppId that items without one show: the account's, from its keys (issue 7 E13: never the UIN).
+    `given` (`--app-id`) names it for an account without keys, and must agree with the keys of one that has."""
+    known = sorted({k.app_id for k in store.list_keys() if k.uin == uin})
+    if given is not None and known and given not in known:
+        raise ImportError_(f"`--app-id` {given} is not the AppId of account {uin} ({', '.join(known)}, from its keys)")
+    if given is not None:
+        return given
+    if len(known) == 1:
+        return known[0]
+    if known:
+        raise ImportError_(f"account {uin} has keys with AppIds {', '.join(known)}: name one with `--app-id`")
+    raise ImportError_(
+        f"account {uin} has no keys, so its AppId is unknown: pass `--app-id`, or create a key first "
+        f"(tione-server keys create --uin {uin} --app-id ...)"
+    )
+
+
+def _elsewhere(err: IdElsewhere) -> str:
+    if err.owner is None:
+        return f"field `Id`: {err.task_id} belongs to a task created on this server, which import never replaces"
+    owner = err.owner
+    where = f"account {owner.uin}, region {owner.region}, workspace {owner.project or '(default)'}"
+    return f"field `Id`: {err.task_id} already belongs to {where}; an Id stays with its owner"

@@ -53,6 +53,9 @@ RETRY_MAX = 30.0
 SUBMIT_GIVE_UP = 300.0
 """Seconds a submission may keep failing that way before the run ends SUBMIT_FAILED with the last error."""
 INTERNAL = "cannot prepare the run: internal error (see the server log)"
+LAUNCH_BATCH = 64
+"""Most pods of one run launched per tick (issue 7 B4): a task the catalogue allows thousands of pods starts over
+several quick ticks, and every other run still moves on each of them."""
 
 
 class Sender(Protocol):
@@ -92,6 +95,14 @@ def verdict(mode: str, pods: Sequence[Pod]) -> Verdict:
     if deciders and all(p.status == PodStatus.SUCCEEDED for p in deciders):
         return Verdict("succeed", at=max(p.end_time or 0.0 for p in deciders))
     return Verdict("running")
+
+
+def _next_batch(unlaunched: Sequence[Pod]) -> list[Pod]:
+    """The pods to launch this tick: all of them when they fit one batch; else LAUNCH_BATCH workers, an MPI
+    launcher going with the last of its workers."""
+    if len(unlaunched) <= LAUNCH_BATCH:
+        return list(unlaunched)
+    return [p for p in unlaunched if p.role != "LAUNCHER"][:LAUNCH_BATCH]
 
 
 def _failure(pod: Pod) -> str:
@@ -342,7 +353,7 @@ class Runner:
             self._account(run, pool_used, node_used)
             changed = True
             try:
-                self._launch(run, task, run.pods, now)
+                self._launch(run, task, _next_batch(run.pods), now)
             except Exception:  # launched again from STARTING, after a backoff
                 self._failed_step(run, now)
         return changed
@@ -456,10 +467,10 @@ class Runner:
     def _watch(self, run: Run, task: Task, now: float) -> bool:
         spec = run_spec(run, task)
         seen = self.executor.observe(spec, run, now)
-        # Pods never launched (a crash between granting capacity and starting them): start them now.
+        # Pods not launched yet (the rest of a large run, or a crash between granting capacity and starting them).
         missing = [p for p in run.pods if p.launched_at is None and p.name not in seen]
         if missing:
-            self._launch(run, task, missing, now)
+            self._launch(run, task, _next_batch(missing), now)
             return True
         changed_pods = self._apply(run, seen, now)
         self.store.save_pods(run, changed_pods)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -277,7 +277,13 @@ def _backward(fh: BinaryIO, end: int, start_ns: int) -> Iterator[LogLine]:
 
 def write_log_line(path: Path, ns: int, text: str) -> None:
     """Append one stamped line (the format RunFiles.read_log reads)."""
+    write_log_lines(path, [(ns, text)])
+
+
+def write_log_lines(path: Path, lines: Iterable[tuple[int, str]]) -> None:
+    """Append stamped lines, opening the file once (a pod's whole simulated log at launch, issue 7 B4)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as fh:
-        for line in text.splitlines() or [""]:
-            fh.write(b"%d %s\n" % (ns, line.encode("utf-8", "replace")))
+        for ns, text in lines:
+            for line in text.splitlines() or [""]:
+                fh.write(b"%d %s\n" % (ns, line.encode("utf-8", "replace")))

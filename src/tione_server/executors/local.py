@@ -186,12 +186,14 @@ class LocalExecutor(FileBackedRuns):
         if spec.mode == "PS_WORKER":
             hosts = {p.name: f"127.0.0.1:{free_port()}" for p in spec.pods}
             cluster: dict[str, list[str]] = {}
+            index: dict[str, int] = {}  # not cluster[kind].index(...): no search per pod (issue 7 B4)
             for p in spec.pods:
-                cluster.setdefault(p.role.lower(), []).append(hosts[p.name])
+                members = cluster.setdefault(p.role.lower(), [])
+                index[p.name] = len(members)
+                members.append(hosts[p.name])
             for p in spec.pods:
-                kind = p.role.lower()
-                index = cluster[kind].index(hosts[p.name])
-                envs[p.name]["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
+                task = {"type": p.role.lower(), "index": index[p.name]}
+                envs[p.name]["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
         return envs
 
     def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:

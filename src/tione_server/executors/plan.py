@@ -114,6 +114,7 @@ def run_spec(run: Run, task: Task) -> RunSpec:
     for p in workers:
         role_counts[p.role] = role_counts.get(p.role, 0) + 1
     role_seen: dict[str, int] = {}
+    rank_of = {p.name: rank for rank, p in enumerate(workers)}  # not workers.index: O(pods) per run (issue 7 B4)
     specs: list[PodSpec] = []
     for p in pods:
         env = {
@@ -127,7 +128,7 @@ def run_spec(run: Run, task: Task) -> RunSpec:
             "LOCAL_WORLD_SIZE": "1",
         }
         if p.role != "LAUNCHER":
-            rank = workers.index(p)
+            rank = rank_of[p.name]
             role_rank = role_seen.get(p.role, 0)
             role_seen[p.role] = role_rank + 1
             env |= {

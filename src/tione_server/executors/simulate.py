@@ -24,6 +24,7 @@ from tione_server.executors.base import (
     RunSpec,
     Submission,
     write_log_line,
+    write_log_lines,
 )
 from tione_server.executors.plan import IDLE
 from tione_server.models import Pod, Run
@@ -59,8 +60,8 @@ class SimulateExecutor(FileBackedRuns):
             return self.run_seconds
 
     @staticmethod
-    def _exit_code(spec: RunSpec, pod: PodSpec) -> int:
-        if pod is not _decider(spec):
+    def _exit_code(spec: RunSpec, pod: PodSpec, decider: PodSpec | None) -> int:
+        if pod is not decider:
             return 0
         try:
             return int(spec.env.get("TI_SIMULATE_EXIT_CODE", "0"))
@@ -72,24 +73,30 @@ class SimulateExecutor(FileBackedRuns):
 
     def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:
         by_name = {p.name: p for p in spec.pods}
+        decider = _decider(spec)  # once per call, not per pod: O(pods) per run (issue 7 B4)
         started = now + self.start_seconds
         duration = self._run_seconds(spec)
         for pod in pods:
             pod.launched_at = now
             ps = by_name[pod.name]
             out = self.files.log(spec.run_id, pod.name, "stdout")
-            write_log_line(out, _ns(started), f"[simulate] {pod.name} started: {ps.command or '(no command)'}")
+            lines = [(_ns(started), f"[simulate] {pod.name} started: {ps.command or '(no command)'}")]
             if ps.command == IDLE or _waits(spec, ps):
+                write_log_lines(out, lines)
                 continue
-            for second in range(1, int(duration)):
-                write_log_line(out, _ns(started + second), f"[simulate] step {second}/{int(duration)}")
-            code = self._exit_code(spec, ps)
-            stream = "stdout" if code == 0 else "stderr"
-            path = self.files.log(spec.run_id, pod.name, stream)
-            write_log_line(path, _ns(started + duration), f"[simulate] exited with code {code}")
+            lines += [(_ns(started + s), f"[simulate] step {s}/{int(duration)}") for s in range(1, int(duration))]
+            code = self._exit_code(spec, ps, decider)
+            ending = (_ns(started + duration), f"[simulate] exited with code {code}")
+            if code == 0:
+                write_log_lines(out, [*lines, ending])
+            else:
+                write_log_lines(out, lines)
+                write_log_lines(self.files.log(spec.run_id, pod.name, "stderr"), [ending])
 
     def observe(self, spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
         by_name = {p.name: p for p in spec.pods}
+        decider = _decider(spec)
+        duration = self._run_seconds(spec)
         found: dict[str, Observation] = {}
         for pod in run.pods:
             if pod.launched_at is None:
@@ -99,7 +106,7 @@ class SimulateExecutor(FileBackedRuns):
             ended: float | None = None
             code = 0
             if ps is not None and ps.command != IDLE and not _waits(spec, ps):
-                ended, code = started + self._run_seconds(spec), self._exit_code(spec, ps)
+                ended, code = started + duration, self._exit_code(spec, ps, decider)
             if run.term_sent_at is not None:
                 stop_end = run.term_sent_at if run.kill_sent else run.term_sent_at + self.stop_seconds
                 if ended is None or stop_end < ended:

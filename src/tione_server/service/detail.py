@@ -24,6 +24,23 @@ def is_live(task: Task) -> bool:
     return bool(task.doc.get("LatestInstanceId"))
 
 
+def runtime_seconds(task: Task, now: float) -> int:
+    """RuntimeInSeconds of the task's current run, as the list and the detail show it.
+
+    A task run here counts while RUNNING/STOPPING (spec §6.4) and keeps the runner's figure once over. An imported
+    task is history that nothing runs here: it keeps the figure it was imported with (issue 7 E13: a RUNNING one
+    counted on would report months); without one, EndTime - StartTime, else 0.
+    """
+    if is_live(task) and task.status in RUNTIME_STATUSES and task.start_time is not None:
+        return max(0, int(now) - task.start_time)
+    stored = task.doc.get("RuntimeInSeconds")
+    if isinstance(stored, int):
+        return stored
+    if task.start_time is not None and task.end_time is not None:
+        return max(0, task.end_time - task.start_time)
+    return 0
+
+
 def runtime(status: str, start: int | None, end: int | None, now: float) -> int:
     """Spec §6.4: whole seconds RUNNING; now - StartTime while RUNNING/STOPPING; 0 if it never ran."""
     if start is None:
@@ -89,8 +106,8 @@ def detail(task: Task, run: Run | None, catalogue: Catalogue, now: float, offset
         data["ResourceGroupName"] = group_name(task, catalogue)
         data["ResourceConfigInfos"] = resource_configs(task, catalogue)
         data["OperatorInfo"] = task.doc.get("LatestOperatorInfo")
-    elif task.status in RUNTIME_STATUSES and task.start_time is not None:
-        data["RuntimeInSeconds"] = runtime(status, start, end, now)
+    else:
+        data["RuntimeInSeconds"] = runtime_seconds(task, now)
     data.update(
         Id=task.id,
         Name=task.name,

@@ -31,6 +31,7 @@ from tione_server.errors import (
     DuplicateName,
     DuplicateNameTaskIsCreating,
     InternalError,
+    LimitExceeded,
     NotAllow,
     ResourceGroupInsufficient,
     ResourceGroupNotFound,
@@ -53,7 +54,7 @@ from tione_server.netpolicy import address_policy
 from tione_server.service.detail import detail, is_live, pod_info
 from tione_server.service.scope import scope_of
 from tione_server.service.validation import Definition, check_capacity, demand, stored_configs, validate_create
-from tione_server.store.runs import IdTaken, NameTaken
+from tione_server.store.runs import IdTaken, NameTaken, QuotaExceeded
 
 if TYPE_CHECKING:
     from tione_server.catalogue import Catalogue
@@ -73,6 +74,14 @@ def _operator(ctx: RequestContext, operation: str) -> dict[str, Any]:
 
 def _not_found(task_id: str | None) -> ResourceNotFound:
     return ResourceNotFound(f"The training task `{task_id}` named in `Id` does not exist.")
+
+
+def _over_quota(err: QuotaExceeded) -> LimitExceeded:
+    """Issue 7 B4: the catalogue's `[limits] max_active_tasks`."""
+    return LimitExceeded(
+        f"The account already has {err.limit} tasks that are not finished (SUBMITTING, PENDING, STARTING, RUNNING "
+        "or STOPPING), the most this server allows; stop or wait for one first."
+    )
 
 
 class LifecycleActions:
@@ -128,9 +137,11 @@ class LifecycleActions:
                 resource_group_id=group, create_time=now, update_time=now, tags=d.tags, doc=doc,
             )  # fmt: skip
             try:
-                self.store.create_task(task, run)
+                self.store.create_task(task, run, self.catalogue.limits.max_active_tasks)
             except NameTaken:
                 raise DuplicateName(f"A task named `{name}` (`Name`) already exists in this workspace.") from None
+            except QuotaExceeded as err:
+                raise _over_quota(err) from None
             except IdTaken:
                 continue
             return task
@@ -205,7 +216,12 @@ class LifecycleActions:
             "RuntimeInSeconds": 0,
             "LatestOperatorInfo": _operator(ctx, "START"),
         }
-        outcome = self.store.start_task(scope, task.id, run, int(ctx.now), patch)
+        try:
+            outcome = self.store.start_task(
+                scope, task.id, run, int(ctx.now), patch, self.catalogue.limits.max_active_tasks
+            )
+        except QuotaExceeded as err:
+            raise _over_quota(err) from None
         if not outcome.ok:
             if not outcome.status:
                 raise _not_found(req.Id)

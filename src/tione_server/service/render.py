@@ -12,23 +12,10 @@ from tione_server import timefmt
 from tione_server.api._generated import TrainingTaskSetItem
 from tione_server.api.complete import complete, complete_member
 from tione_server.catalogue import Catalogue
-from tione_server.models import Task, TaskStatus
-from tione_server.service.detail import is_live, live_list_fields
+from tione_server.models import Task
+from tione_server.service.detail import is_live, live_list_fields, runtime_seconds
 
-ACTIVE_RUNTIME = frozenset({TaskStatus.RUNNING, TaskStatus.STOPPING})
 PRIVATE_VALUE = "******"
-
-
-def runtime_seconds(task: Task, now: float) -> int:
-    """Seconds the current run has been RUNNING (spec §6.4); a stored figure wins once the run is over."""
-    if task.status in ACTIVE_RUNTIME and task.start_time is not None:
-        return max(0, int(now) - task.start_time)
-    stored = task.doc.get("RuntimeInSeconds")
-    if isinstance(stored, int):
-        return stored
-    if task.start_time is not None and task.end_time is not None:
-        return max(0, task.end_time - task.start_time)
-    return 0
 
 
 def list_item(task: Task, now: float, offset_hours: int, catalogue: Catalogue | None = None) -> TrainingTaskSetItem:

@@ -26,6 +26,7 @@ from tione_server.errors import (
     DataConfigNumLimitExceeded,
     FrameworkVersionNotSupport,
     InvalidParameterValue,
+    LimitExceeded,
     MissingParameter,
     ParamLengthExceedLimit,
     RDMAConfigIllegal,
@@ -79,11 +80,13 @@ def check_name(name: str) -> None:
 
 
 def _configs(req: CreateTrainingTaskRequest, catalogue: Catalogue, charge_type: str) -> list[dict[str, Any]]:
-    """Rule 4, and the normalised ResourceConfigInfos (postpaid sizes from the catalogue, spec §3.1)."""
+    """Rule 4 and the pod quota, and the normalised ResourceConfigInfos (postpaid sizes from the catalogue,
+    spec §3.1)."""
     infos = req.ResourceConfigInfos or []
     if not infos:
         raise ResourceConfigIllegal("`ResourceConfigInfos` must have at least one entry.")
     out: list[dict[str, Any]] = []
+    total, most = 0, catalogue.limits.max_pods_per_task
     for i, info in enumerate(infos):
         where = f"ResourceConfigInfos.{i}"
         role = (info.Role or "").upper()
@@ -92,6 +95,13 @@ def _configs(req: CreateTrainingTaskRequest, catalogue: Catalogue, charge_type: 
         num = info.InstanceNum or 1  # omitted or 0 means 1 (spec §3.1)
         if num > MAX_INSTANCES:
             raise ResourceConfigIllegal(f"`{where}.InstanceNum` must be at most {MAX_INSTANCES}.")
+        total += num
+        if total > most:
+            # Issue 7 B4: refused while reading the entries, so a huge request costs no more than the quota.
+            raise LimitExceeded(
+                f"`ResourceConfigInfos` asks for more than {most} pods (`InstanceNum` summed over the entries); "
+                "this server allows at most that many per task."
+            )
         rdma = {"Enable": bool(info.RDMAConfig and info.RDMAConfig.Enable)}
         if charge_type == ChargeType.POSTPAID_BY_HOUR:
             spec = catalogue.instance_types.get(info.InstanceType or "")

@@ -93,6 +93,17 @@ Index("ix_tasks_create", tasks.c.scope_id, tasks.c.create_time, tasks.c.num)
 Index("ix_tasks_start", tasks.c.scope_id, tasks.c.start_time, tasks.c.num)
 Index("ix_tasks_name", tasks.c.scope_id, tasks.c.name)
 
+task_names = Table(
+    "task_names",
+    metadata,
+    Column("scope_id", Integer, ForeignKey("scopes.id"), primary_key=True),
+    Column("name", _text(), primary_key=True),
+    Column("num", BigInteger, ForeignKey("tasks.num", ondelete="CASCADE"), nullable=False, unique=True),
+)
+"""Names of tasks created through the API, one row per (scope, name), written in the create transaction: the
+database itself refuses a second task of a name, whichever process creates it (issue 7 E12). Imported history may
+repeat names, so this is not a constraint on `tasks`; deleting a task removes its row (cascade)."""
+
 COUNTED = ("status", "charge_type", "charge_status", "creator", "resource_group_id")
 """The low-cardinality task columns whose combinations task_counts keeps counts for."""
 

@@ -46,6 +46,7 @@ from tione_server.store.schema import (
     api_keys,
     meta,
     metadata,
+    runs,
     scopes,
     task_tags,
     tasks,
@@ -95,6 +96,17 @@ def _positional_insert(engine: Engine, table: Table) -> str:
 
 class SchemaTooNew(DatabaseError):
     """The database was written by a newer tione-server."""
+
+
+class IdElsewhere(Exception):
+    """A task Id being put is already another scope's, or a task's created here (issue 7 E13): replacing it
+    would move a task out of its owner's sight, or turn a task with runs into history."""
+
+    def __init__(self, task_id: str, owner: Scope | None) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+        self.owner = owner
+        """The scope holding the Id; None when the holder is a task created on this server."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -297,7 +309,10 @@ class Store(RunStore):
     # -- tasks ------------------------------------------------------------------------------------
 
     def put_tasks(self, items: Iterable[Task], progress: Any = None) -> int:
-        """Insert tasks, replacing any stored task with the same Id, all in one transaction."""
+        """Insert tasks, replacing any stored task with the same Id, all in one transaction.
+
+        Raises IdElsewhere (and puts nothing) when an Id is held in another scope or by a task created here.
+        """
         count = 0
         with self._tx() as conn, self._bulk_cache(conn):
             batch: list[Task] = []
@@ -334,6 +349,7 @@ class Store(RunStore):
     def _write_batch(self, conn: Connection, items: Sequence[Task]) -> None:
         batch = list({t.num: t for t in items}.values())  # a repeated Id: the last one wins
         nums = [t.num for t in batch]
+        self._refuse_taken(conn, batch)
         conn.execute(delete(task_tags).where(task_tags.c.num.in_(nums)))
         conn.execute(delete(tasks).where(tasks.c.num.in_(nums)))
         # Straight to the driver's executemany with tuples: SQLAlchemy's per-row parameter handling costs a
@@ -347,6 +363,24 @@ class Store(RunStore):
         conn.exec_driver_sql(self._insert_task_sql, rows)
         if tag_rows:
             conn.exec_driver_sql(self._insert_tag_sql, tag_rows)
+
+    def _refuse_taken(self, conn: Connection, batch: Sequence[Task]) -> None:
+        """Raise IdElsewhere for the first task of the batch whose Id another scope holds, or a task with runs.
+        Two indexed lookups per batch: a fresh import pays almost nothing."""
+        by_num = {t.num: t for t in batch}
+        held = conn.execute(
+            select(tasks.c.num, tasks.c.scope_id, scopes.c.uin, scopes.c.region, scopes.c.project)
+            .join(scopes, scopes.c.id == tasks.c.scope_id)
+            .where(tasks.c.num.in_(list(by_num)))
+        ).all()
+        for num, sid, uin, region, project in held:
+            if sid != self._scope_id(conn, by_num[num].scope, create=True):
+                raise IdElsewhere(by_num[num].id, Scope(uin=uin, region=region, project=project))
+        if held:
+            ran = conn.execute(select(runs.c.task_num).where(runs.c.task_num.in_([h[0] for h in held])).limit(1))
+            found = ran.scalar()
+            if found is not None:
+                raise IdElsewhere(by_num[found].id, None)
 
     def _task_row(self, conn: Connection, t: Task) -> dict[str, Any]:
         doc = dict(t.doc)
