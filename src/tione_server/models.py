@@ -113,7 +113,7 @@ class Task:
 
 @dataclass(slots=True)
 class Pod:
-    """One pod of a run: a process group on the local executor (spec §4.7). Times are Unix seconds."""
+    """One pod of a run (spec §4.7): a process tree on the local executor. Times are Unix seconds."""
 
     name: str
     role: str
@@ -125,11 +125,11 @@ class Pod:
     status: str = PodStatus.PENDING
     node: str = ""
     """Prepaid resource-group node the pod is placed on; "" in the postpaid pool."""
-    pid: int | None = None
-    pgid: int | None = None
-    proc_start: int | None = None
-    """Kernel start time of `pid` (clock ticks since boot), so a reused pid is never mistaken for ours."""
+    handle: str = ""
+    """What the executor returned when it launched the pod, handed back to it on every call (a pid and its start
+    time, an actor name, ...); opaque here (executors/base.py)."""
     launched_at: float | None = None
+    """When the runner launched the pod; None: not launched yet."""
     start_time: float | None = None
     end_time: float | None = None
     exit_code: int | None = None

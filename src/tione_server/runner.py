@@ -4,7 +4,8 @@ API handlers only record what the user wants (a new SUBMITTING run, a STOPPING r
 compares the store with what the executor observes and makes one step for every live run: submit, grant
 capacity in submission order and launch, notice pods running and exiting, stop with SIGTERM then SIGKILL,
 clean up leftovers, send callbacks (spec §8). State lives in the database only, so a restarted runner simply
-carries on: pods whose processes survived are re-attached, vanished ones end their run FAILED.
+carries on: pods whose processes survived are re-attached (the executor finds them from the handles it returned
+at launch, stored with the pods), vanished ones end their run FAILED.
 
 One runner per server process drives the whole store; with several API replicas only the leader should
 tick (`is_leader`), which is the one hook leader election needs.
@@ -103,6 +104,13 @@ def _next_batch(unlaunched: Sequence[Pod]) -> list[Pod]:
     if len(unlaunched) <= LAUNCH_BATCH:
         return list(unlaunched)
     return [p for p in unlaunched if p.role != "LAUNCHER"][:LAUNCH_BATCH]
+
+
+def _launched(pods: Sequence[Pod], handles: dict[str, str], now: float) -> None:
+    """Record what the executor returned for the pods it started: their handles and the launch time."""
+    for p in pods:
+        if p.name in handles:
+            p.handle, p.launched_at = handles[p.name], now
 
 
 def _failure(pod: Pod) -> str:
@@ -419,13 +427,15 @@ class Runner:
     def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float) -> None:
         spec = run_spec(run, task)
         try:
-            self.executor.launch(spec, pods, now)
+            handles = self.executor.launch(spec, pods, now)
         except LaunchError as err:
+            _launched(pods, err.handles, now)  # the pods it did start are watched until they are gone
             self.store.save_pods(run, pods)
             for p in pods:
-                p.status = PodStatus.FAILED if p.pid is None else p.status
+                p.status = PodStatus.FAILED if p.launched_at is None else p.status
             self._finish(run, task, TaskStatus.FAILED, str(err), now)
             return
+        _launched(pods, handles, now)
         self.store.save_pods(run, pods)
 
     # -- watching pods --------------------------------------------------------------------------
@@ -438,10 +448,8 @@ class Runner:
             obs = seen.get(pod.name)
             if obs is None:
                 continue
-            before = (pod.status, pod.pid, pod.start_time, pod.end_time, pod.exit_code, pod.proc_start)
-            pod.pid = pod.pid or obs.pid
-            pod.pgid = pod.pgid or obs.pgid
-            pod.proc_start = pod.proc_start if pod.proc_start is not None else obs.proc_start
+            before = (pod.status, pod.handle, pod.start_time, pod.end_time, pod.exit_code)
+            pod.handle = obs.handle or pod.handle
             if pod.launched_at is None:
                 pod.launched_at = now
             if obs.started_at is not None and pod.start_time is None and obs.phase != "PENDING":
@@ -460,7 +468,7 @@ class Runner:
                     pod.status = ending
                 else:
                     pod.status = PodStatus.SUCCEEDED if obs.exit_code == 0 else PodStatus.FAILED
-            if (pod.status, pod.pid, pod.start_time, pod.end_time, pod.exit_code, pod.proc_start) != before:
+            if (pod.status, pod.handle, pod.start_time, pod.end_time, pod.exit_code) != before:
                 changed.append(pod)
         return changed
 

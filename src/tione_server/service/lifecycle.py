@@ -1,7 +1,8 @@
 """Training-task lifecycle actions (spec §4.1-§4.7): Create, Describe, Start, Stop, Delete, Pods.
 
-A mixin of TioneService. Handlers validate, write and return; they never wait on processes. The runner
-(runner.py) is woken after every change and moves the run through its states (spec §6).
+A mixin of TioneService. Handlers validate, write and return; the runner (runner.py) is woken after every change
+and moves the run through its states (spec §6). Delete alone reaches the executor: it kills a run's leftover pods
+and removes the run's files.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ class LifecycleActions:
             raise NotAllow(f"The task `{req.Id}` is {outcome.status}; stop it before deleting it.")
         task = outcome.task
         for run in outcome.runs:
-            leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES and p.pid]
+            leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES and p.launched_at is not None]
             if leftovers and task is not None:  # a process still being cleaned up: end it now
                 self.executor.signal(run_spec(run, task), run, leftovers, kill=True, now=ctx.now)
             self.executor.remove(run.id)

@@ -32,12 +32,7 @@ class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
         self.catalogue = (
             Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
         )
-        self.executor: Executor = make_executor(
-            settings.executor,
-            data_dir=Path(settings.data_dir),
-            cos_root=settings.cos_dir,
-            simulate_seconds=settings.simulate_seconds,
-        )
+        self.executor: Executor = make_executor(settings)
         self.wake: Callable[[], None] = lambda: None
         """Set by create_app to the runner's wake-up, so a change is picked up at once."""
 

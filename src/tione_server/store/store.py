@@ -37,7 +37,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from tione_server.models import ApiKey, Scope, Task, TaskQuery
-from tione_server.store import counts
+from tione_server.store import counts, handles
 from tione_server.store import query as q
 from tione_server.store.runs import RunStore
 from tione_server.store.schema import (
@@ -192,9 +192,12 @@ class Store(RunStore):
                 raise SchemaTooNew(f"database schema {found} is newer than this server's {SCHEMA_VERSION}")
             elif int(found) < SCHEMA_VERSION:
                 # Version 2 only added tables, which create_all has just made; version 3 is done by
-                # counts.install below (a column, the triggers and the counts of stored tasks).
+                # counts.install below (a column, the triggers and the counts of stored tasks), version 4 by
+                # handles.install (pods.handle).
                 conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
-            counts.install(conn, self.dialect, upgrading_from=None if found is None else int(found))
+            upgrading_from = None if found is None else int(found)
+            counts.install(conn, self.dialect, upgrading_from=upgrading_from)
+            handles.install(conn, upgrading_from=upgrading_from)
 
     def schema_version(self) -> int:
         """The version recorded in the database."""
