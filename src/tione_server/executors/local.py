@@ -71,7 +71,7 @@ def alive(pid: int | None, start: int | None) -> bool:
 
 def handle(pid: int, start: int | None) -> str:
     """A pod's handle: its supervisor's pid and kernel start time (clock ticks since boot; None when unknown), so a
-    reused pid is never mistaken for ours. The store's upgrade to schema 4 writes this format too."""
+    reused pid is never mistaken for ours. The upgrade to schema 4 (store/handles.py) writes this format too."""
     return json.dumps({"pid": pid, "start": start})
 
 

@@ -8,21 +8,19 @@ are re-attached. The old columns stay, unused (SQLite only drops columns from ve
 
 from __future__ import annotations
 
-import json
-
-from sqlalchemy import Connection, bindparam, inspect, select, update
-from sqlalchemy.schema import Column, CreateColumn, MetaData, Table
+from sqlalchemy import Connection, bindparam, inspect, text
+from sqlalchemy.schema import CreateColumn
 
 from tione_server.models import LIVE_POD_STATUSES
 from tione_server.store.schema import pods
 
 VERSION = 4
 
-
-def local_handle(pid: int, start: int | None) -> str:
-    """The local executor's handle of a process (executors/local.py `handle`; the format is its, written here once,
-    for the upgrade)."""
-    return json.dumps({"pid": pid, "start": start})
+_FILL = text(
+    """UPDATE pods SET handle = '{"pid": ' || CAST(pid AS TEXT) || ', "start": '
+    || COALESCE(CAST(proc_start AS TEXT), 'null') || '}' WHERE pid IS NOT NULL AND status IN :live"""
+).bindparams(bindparam("live", value=sorted(LIVE_POD_STATUSES), expanding=True))
+"""The local executor's handle (executors/local.py `handle`: JSON `{"pid": P, "start": S}`) of every live pod."""
 
 
 def install(conn: Connection, *, upgrading_from: int | None) -> None:
@@ -31,21 +29,6 @@ def install(conn: Connection, *, upgrading_from: int | None) -> None:
         return
     columns = {c["name"] for c in inspect(conn).get_columns("pods")}
     if "handle" not in columns:
-        spec = CreateColumn(pods.c.handle).compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE pods ADD COLUMN {spec}")
-    if "pid" not in columns:  # the pods table was made at this version (a version-1 database): nothing to fill
-        return
-    old = Table("pods", MetaData(), Column("run_num"), Column("name"), Column("status"), Column("pid"),
-                Column("proc_start"))  # fmt: skip
-    rows = conn.execute(
-        select(old.c.run_num, old.c.name, old.c.pid, old.c.proc_start).where(
-            old.c.pid.is_not(None), old.c.status.in_(sorted(LIVE_POD_STATUSES))
-        )
-    ).all()
-    if rows:
-        conn.execute(
-            update(pods)
-            .where(pods.c.run_num == bindparam("_run_num"), pods.c.name == bindparam("_name"))
-            .values(handle=bindparam("_handle")),
-            [{"_run_num": r.run_num, "_name": r.name, "_handle": local_handle(r.pid, r.proc_start)} for r in rows],
-        )
+        conn.exec_driver_sql(f"ALTER TABLE pods ADD COLUMN {CreateColumn(pods.c.handle).compile(dialect=conn.dialect)}")
+    if "pid" in columns:  # else the pods table was made at this version (from a version-1 database): nothing to fill
+        conn.execute(_FILL)
