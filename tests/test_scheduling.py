@@ -3,6 +3,9 @@ by node, as pure functions of an inventory and what is held. No server, no store
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.inprocess import T0, Harness, params
 from tione_server.catalogue import Capacity, Catalogue
 from tione_server.scheduling import (
     NEVER_FITS,
@@ -182,3 +185,35 @@ def test_serve_inventory_comes_from_the_catalogue() -> None:
         assert [n.id for n in nodes] == [n.id for n in group.nodes]
         assert [n.ready for n in nodes] == [n.status == "RUNNING" for n in group.nodes]
         assert all(len(n.cards) * 100 >= n.size.gpu for n in nodes)
+
+
+# --- through the service and the runner (in process, fake clock) --------------------------------------------------
+
+MIXED = """
+[capacity]
+cpu = 8000
+memory = 16384
+gpu = 0
+
+[[resource_groups]]
+id = "ersg-mixed01"
+nodes = [
+  { id = "eins-t4node01", cpu = 16000, memory = 65536, gpu = 400, gpu_type = "T4" },
+  { id = "eins-v100nd01", cpu = 16000, memory = 65536, gpu = 400, gpu_type = "V100" },
+]
+"""
+
+
+def test_create_training_task_gpu_pod_goes_to_a_node_of_its_card_model(tmp_path: Path) -> None:
+    h = Harness(tmp_path, catalogue=MIXED)
+    try:
+        worker = {"Role": "WORKER", "Cpu": 4000, "Memory": 8192, "Gpu": 100, "GpuType": "V100", "InstanceNum": 1}
+        request = {"ChargeType": "PREPAID", "ResourceGroupId": "ersg-mixed01", "ResourceConfigInfos": [worker]}
+        task_id = h.call("CreateTrainingTask", params("v100", **request))["Id"]
+        h.tick(T0 + 1)
+        assert h.detail(task_id)["Status"] == "STARTING"
+        group = h.call("DescribeBillingResourceGroups", {})["ResourceGroupSet"][0]
+        used = {n["InstanceId"]: n["UsedResource"]["Gpu"] for n in group["InstanceSet"]}
+        assert used == {"eins-t4node01": 0, "eins-v100nd01": 100}
+    finally:
+        h.close()
