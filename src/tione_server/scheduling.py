@@ -121,11 +121,10 @@ class NodeUsage:
 # --- amounts ----------------------------------------------------------------------------------------------------
 
 
-def total(amounts: Iterable[Capacity | Demand | NodeSize]) -> Capacity:
-    """The sum of several amounts (a NodeSize counts its size)."""
+def total(amounts: Iterable[Capacity]) -> Capacity:
+    """The sum of several amounts."""
     cpu = memory = gpu = 0
-    for a in amounts:
-        c = a.size if isinstance(a, NodeSize) else a
+    for c in amounts:
         cpu, memory, gpu = cpu + c.cpu, memory + c.memory, gpu + c.gpu
     return Capacity(cpu=cpu, memory=memory, gpu=gpu)
 
@@ -147,7 +146,7 @@ def task_demand(configs: Sequence[Mapping[str, Any]]) -> Capacity:
     return Capacity(cpu=cpu, memory=memory, gpu=gpu)
 
 
-def card_units(node: NodeSize) -> dict[int, int]:
+def _card_units(node: NodeSize) -> dict[int, int]:
     """Units of each card of `node` by device index."""
     left = node.size.gpu
     units: dict[int, int] = {}
@@ -190,7 +189,7 @@ class _Free:
         self.cpu = node.size.cpu
         self.memory = node.size.memory
         self.gpu_type = node.gpu_type
-        self.cards = card_units(node)
+        self.cards = _card_units(node)
 
     def place(self, need: Demand) -> tuple[int, ...] | None:
         """Take `need` and return the cards it got, or None (and take nothing) when it does not fit."""
