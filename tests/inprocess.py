@@ -90,7 +90,7 @@ class Harness:
         self.runner = Runner(
             self.store,
             self.service.executor,
-            self.service.catalogue,
+            self.service.scheduler,
             callbacks=self.callbacks,
             stop_grace_seconds=grace,
             clock=self.clock,

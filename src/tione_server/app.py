@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> App:
     runner = Runner(
         store,
         service.executor,
-        service.catalogue,
+        service.scheduler,
         callbacks=callbacks,
         stop_grace_seconds=settings.stop_grace_seconds,
         interval=settings.runner_interval,

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tione_server.callbacks import callback_body
-from tione_server.catalogue import Catalogue
 from tione_server.events import state_changed
 from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec, Submission
-from tione_server.executors.plan import plan_pods, run_spec
+from tione_server.executors.plan import plan_pods, pod_config, run_spec
 from tione_server.models import (
     LIVE_POD_STATUSES,
     TERMINAL_STATUSES,
@@ -38,13 +37,11 @@ from tione_server.models import (
     Task,
     TaskStatus,
 )
+from tione_server.scheduling import Demand, Hold, Scheduler, Slot
 from tione_server.store import Store
 
 log = logging.getLogger("tione_server.runner")
 
-WAITING = "Waiting for resources: insufficient free capacity"
-"""PENDING Message (spec §6.2 Decision text)."""
-NEVER_FITS = WAITING + " (the request is larger than the pool's total capacity)"
 POD_IP = "127.0.0.1"
 FAST_INTERVAL = 0.02
 """Seconds between ticks while a run is about to move (SUBMITTING, STARTING): create-to-RUNNING stays quick."""
@@ -120,6 +117,25 @@ def _failure(pod: Pod) -> str:
     return f"{pod.suffix} exited with code {pod.exit_code}"
 
 
+def _holds(run: Run) -> bool:
+    """Whether a run holds its capacity: granted and not yet ended (a run stopped while PENDING is STOPPING
+    without ever having held anything)."""
+    if run.status in (TaskStatus.STARTING, TaskStatus.RUNNING):
+        return True
+    return run.status == TaskStatus.STOPPING and any(p.node or p.launched_at is not None for p in run.pods)
+
+
+def _demands(run: Run, task: Task) -> list[Demand]:
+    """What each pod of the run needs, in pod order, with its role's card model."""
+    return [Demand(p.cpu, p.memory, p.gpu, str(pod_config(task.doc, p).get("GpuType") or "")) for p in run.pods]
+
+
+def _holds_of(run: Run) -> list[Hold]:
+    """What a run's pods hold where they were placed. Pods do not record their GPU indices yet (no executor uses
+    them before the sandbox, issue 9), so the scheduler counts their cards as a fresh placement would."""
+    return [Hold(run.pool, Slot(p.node), Demand(p.cpu, p.memory, p.gpu)) for p in run.pods]
+
+
 @dataclass(slots=True)
 class Backoff:
     """A run whose last step failed for a reason worth retrying: when it failed first, how often, when next."""
@@ -176,7 +192,7 @@ class Runner:
         self,
         store: Store,
         executor: Executor,
-        catalogue: Catalogue,
+        scheduler: Scheduler,
         *,
         callbacks: Sender | None = None,
         stop_grace_seconds: float = 10.0,
@@ -187,7 +203,7 @@ class Runner:
     ) -> None:
         self.store = store
         self.executor = executor
-        self.catalogue = catalogue
+        self.scheduler = scheduler
         self.callbacks = callbacks
         self.grace = stop_grace_seconds
         self.interval = interval
@@ -322,33 +338,23 @@ class Runner:
         state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
         return True
 
-    # -- capacity (spec §6.2: PENDING until capacity, granted in submission order) -------------------
+    # -- capacity (spec §6.2: PENDING until capacity, granted in submission order; scheduling.py decides) -------
 
     def _schedule(self, items: list[tuple[Run, Task]], now: float) -> bool:
         pending = [(r, t) for r, t in items if r.status == TaskStatus.PENDING]
         if not pending:
             return False
-        pool_used = [0, 0, 0]
-        node_used: dict[str, list[int]] = {}
-        for r, _ in items:
-            # A run stopped while PENDING is STOPPING without ever having held anything.
-            launched = any(p.node or p.launched_at is not None for p in r.pods)
-            if r.status in (TaskStatus.STARTING, TaskStatus.RUNNING) or (r.status == TaskStatus.STOPPING and launched):
-                self._account(r, pool_used, node_used)
-        blocked: set[str] = set()
+        plan = self.scheduler.round(hold for r, _ in items if _holds(r) for hold in _holds_of(r))
         changed = False
         for run, task in pending:
-            placement = None if run.pool in blocked else self._fit(run, pool_used, node_used)
-            if placement is None:
-                never = self._never_fits(run)
-                if not never:
-                    blocked.add(run.pool)  # later submissions to this pool wait their turn
-                message = NEVER_FITS if never else WAITING
-                if run.message != message:
-                    self.store.update_run(run, message=message)
+            demands = _demands(run, task)
+            offer = plan.offer(run.pool, demands)
+            if offer.slots is None:
+                if run.message != offer.message:
+                    self.store.update_run(run, message=offer.message)
                 continue
-            for pod in run.pods:
-                pod.node = placement.get(pod.name, "")
+            for pod, slot in zip(run.pods, offer.slots, strict=True):
+                pod.node = slot.node
             charge = (
                 ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
             )
@@ -358,71 +364,13 @@ class Runner:
             ):  # fmt: skip
                 continue
             self.store.save_pods(run, run.pods)
-            self._account(run, pool_used, node_used)
+            plan.take(run.pool, offer.slots, demands)
             changed = True
             try:
                 self._launch(run, task, _next_batch(run.pods), now)
             except Exception:  # launched again from STARTING, after a backoff
                 self._failed_step(run, now)
         return changed
-
-    @staticmethod
-    def _account(run: Run, pool_used: list[int], node_used: dict[str, list[int]]) -> None:
-        if not run.pool:
-            pool_used[0] += run.cpu
-            pool_used[1] += run.memory
-            pool_used[2] += run.gpu
-            return
-        for p in run.pods:
-            if p.node:
-                used = node_used.setdefault(p.node, [0, 0, 0])
-                used[0] += p.cpu
-                used[1] += p.memory
-                used[2] += p.gpu
-
-    def _fit(self, run: Run, pool_used: list[int], node_used: dict[str, list[int]]) -> dict[str, str] | None:
-        """Pod name -> node ("" in the postpaid pool) when the run fits now, else None."""
-        if not run.pool:
-            cap = self.catalogue.capacity
-            fits = (
-                pool_used[0] + run.cpu <= cap.cpu
-                and pool_used[1] + run.memory <= cap.memory
-                and pool_used[2] + run.gpu <= cap.gpu
-            )
-            return {p.name: "" for p in run.pods} if fits else None
-        group = self.catalogue.resource_groups.get(run.pool)
-        if group is None:
-            return None
-        nodes = [n for n in group.nodes if n.status == "RUNNING"]  # other node states take no work
-        free = {n.id: [n.cpu, n.memory, n.gpu] for n in nodes}
-        for node_id, used in node_used.items():
-            if node_id in free:
-                free[node_id] = [free[node_id][k] - used[k] for k in range(3)]
-        placement: dict[str, str] = {}
-        for p in run.pods:
-            if not (p.cpu or p.memory or p.gpu):
-                placement[p.name] = ""  # the MPI launcher holds nothing
-                continue
-            node = next(
-                (n for n in nodes if free[n.id][0] >= p.cpu and free[n.id][1] >= p.memory and free[n.id][2] >= p.gpu),
-                None,
-            )
-            if node is None:
-                return None
-            free[node.id][0] -= p.cpu
-            free[node.id][1] -= p.memory
-            free[node.id][2] -= p.gpu
-            placement[p.name] = node.id
-        return placement
-
-    def _never_fits(self, run: Run) -> bool:
-        if not run.pool:
-            cap = self.catalogue.capacity
-            return run.cpu > cap.cpu or run.memory > cap.memory or run.gpu > cap.gpu
-        group = self.catalogue.resource_groups.get(run.pool)
-        if group is None:
-            return True
-        return self._fit(run, [0, 0, 0], {}) is None
 
     def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float) -> None:
         spec = run_spec(run, task)

@@ -14,6 +14,7 @@ from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
 from tione_server.executors import Executor, make_executor
+from tione_server.scheduling import Scheduler, inventory_of
 from tione_server.service.billing import BillingActions
 from tione_server.service.lifecycle import LifecycleActions
 from tione_server.service.listing import build_query
@@ -32,6 +33,8 @@ class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
         self.catalogue = (
             Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
         )
+        self.scheduler = Scheduler(inventory_of(self.catalogue))
+        """Capacity questions (issue 8 item 4); the runner asks the same one."""
         self.executor: Executor = make_executor(settings)
         self.wake: Callable[[], None] = lambda: None
         """Set by create_app to the runner's wake-up, so a change is picked up at once."""
