@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tione_server.executors import gpus, sandbox
+from tione_server.executors import gpus, images, sandbox
 from tione_server.executors.cgroups import CgroupUnavailable, Hierarchy, Limits, detect
 from tione_server.executors.sandbox import Launch, SandboxSpec, SandboxUnavailable
 
@@ -246,14 +247,16 @@ def test_sandbox_runs_a_task_in_a_test_built_image(
     busybox = static_busybox()
     if busybox is None:
         pytest.skip("a static busybox is missing: `make install` installs Debian's busybox-static")
-    root = base / "image"
-    (root / "bin").mkdir(parents=True)
-    (root / "opt").mkdir()  # the image's own /opt: the pod's mounts under /opt/ml are made beside its content
-    (root / "opt" / "vendor.txt").write_text("from the image\n")
-    shutil.copy(busybox, root / "bin" / "busybox")
+    built = base / "build"
+    (built / "bin").mkdir(parents=True)
+    (built / "opt").mkdir()  # the image's own /opt: the pod's mounts under /opt/ml are made beside its content
+    (built / "opt" / "vendor.txt").write_text("from the image\n")
+    shutil.copy(busybox, built / "bin" / "busybox")
     for tool in ("sh", "cat", "ls", "id", "echo"):
-        (root / "bin" / tool).symlink_to("busybox")
-    root.chmod(0o755)
+        (built / "bin" / tool).symlink_to("busybox")
+    with tarfile.open(base / "busybox.tar.gz", "w:gz") as tf:
+        tf.add(built, arcname=".")
+    root = images.resolve("busybox:1", {"busybox:1": base / "busybox.tar.gz"}, base / "cache")
     script = "ls /; cat /opt/vendor.txt; python3 -V; cat train.py > /opt/ml/output/copy.py; id -u"
     spec = spec_for(pod_dirs, image_root=root, env={"PATH": "/bin"})
     code, out, _ = run(spec, script, hierarchy)
