@@ -34,7 +34,7 @@ def test_images_host_and_no_image_are_the_host(tmp_path: Path) -> None:
 
 
 def test_images_unknown_image_names_itself(tmp_path: Path) -> None:
-    with pytest.raises(ImageUnavailable, match="ccr.example/ns/missing:1"):
+    with pytest.raises(ImageUnavailable, match=r"ccr\.example/ns/missing:1"):
         images.resolve("ccr.example/ns/missing:1", {"ccr.example/ns/other:1": tmp_path}, tmp_path / "cache")
 
 
