@@ -20,7 +20,7 @@ from tione_server.executors.cgroups import Limits, detect
 from tione_server.executors.sandbox import SandboxSpec
 
 
-def median_ms(n: int, once: Callable[[int], None]) -> float:
+def median_ms(n: int, once: Callable[[int], object]) -> float:
     times = []
     for i in range(n):
         t0 = time.perf_counter()
