@@ -214,3 +214,16 @@ nonces = Table(
     # v1 Nonces accepted and not yet expired (issue 7 C7; replay.py); rows past expires_at are pruned.
 )
 Index("ix_nonces_expires", nonces.c.expires_at)
+
+FIRST_ACCOUNT_UID = 200_000
+"""The uid (and gid) of the first account whose pods run sandboxed; the next accounts get the following ones.
+Far above the system's own users (Debian hands out up to 59999) and below 2**31."""
+
+account_uids = Table(
+    "account_uids",
+    metadata,
+    Column("uin", _text(), primary_key=True),
+    Column("uid", BigInteger, nullable=False, unique=True),
+)
+"""The unprivileged uid/gid that an account's pods run as when the server is root (issue 9 item 2): allocated once
+per account and kept, so files a pod wrote stay its account's across restarts and on every server of a database."""
