@@ -1,7 +1,7 @@
 """Billing actions (spec §4.10-§4.12): specs, prices and prepaid resource groups, read from the operator catalogue.
 
-`BillingActions` is a mixin of TioneService. Resource-group usage comes from one hook, `_group_usage`, which the
-task runner's accounting provides; this module only renders it.
+`BillingActions` is a mixin of TioneService. Resource-group usage comes from one hook, `_group_usage`, which
+LifecycleActions answers from the store (what prepaid runs hold, by node); this module only renders it.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class BillingActions:
         """Resources held on each node of `group_id`, by node id, by prepaid tasks in STARTING, RUNNING or
         STOPPING (spec §4.10). Nodes left out hold nothing.
 
-        Zero by default: the task runner's accounting overrides this (it is the one place usage enters here).
+        Zero here: LifecycleActions overrides it from the store, winning because TioneService lists it first.
         """
         return {}
 

@@ -1,7 +1,8 @@
 """Training-task lifecycle actions (spec §4.1-§4.7): Create, Describe, Start, Stop, Delete, Pods.
 
-A mixin of TioneService. Handlers validate, write and return; they never wait on processes. The runner
-(runner.py) is woken after every change and moves the run through its states (spec §6).
+A mixin of TioneService. Handlers validate, write and return; the runner (runner.py), woken after every change,
+moves the run through its states (spec §6). Delete alone reaches processes and disk itself: it SIGKILLs what is
+left of a run's processes (without waiting for them) and removes the run's files (spec §4.6).
 """
 
 from __future__ import annotations
