@@ -29,6 +29,16 @@ TERMINAL_STATUSES = frozenset({TaskStatus.STOPPED, TaskStatus.SUCCEED, TaskStatu
 """States a run only leaves through StartTrainingTask (spec §6.2)."""
 HOLDING_STATUSES = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STOPPING})
 """States in which a run holds resources and, postpaid, is BILLING (spec §6.1, §6.6)."""
+RUNTIME_STATUSES = frozenset({TaskStatus.RUNNING, TaskStatus.STOPPING})
+"""States in which a run's RuntimeInSeconds counts on (spec §6.4)."""
+
+
+def runtime_seconds(status: str, start: int | None, end: int | None, now: float) -> int:
+    """RuntimeInSeconds of a run in `status` (spec §6.4): whole seconds from StartTime to now while RUNNING or
+    STOPPING, to EndTime once it is over, 0 if it never started. The one rule for the runner, the list and the
+    detail (issue 8 item 7)."""
+    until = now if status in RUNTIME_STATUSES else end
+    return 0 if start is None or until is None else max(0, int(until) - start)
 
 
 class PodStatus(StrEnum):

@@ -36,6 +36,7 @@ from tione_server.models import (
     Run,
     Task,
     TaskStatus,
+    runtime_seconds,
 )
 from tione_server.scheduling import Demand, Hold, Scheduler, Slot
 from tione_server.store import Store
@@ -503,7 +504,7 @@ class Runner:
     def _finish(self, run: Run, task: Task, status: TaskStatus, reason: str, at: float) -> bool:
         """Move a run to a terminal state, with FailureReason, EndTime and its §8 callback."""
         end = int(at)
-        runtime = max(0, end - run.start_time) if run.start_time is not None else 0
+        runtime = runtime_seconds(status, run.start_time, end, at)
         callback = ""
         if task.doc.get("CallbackUrl"):
             callback = json.dumps(self._callback(run, status, reason, at))

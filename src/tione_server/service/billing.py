@@ -38,13 +38,13 @@ from tione_server.catalogue import (
 )
 from tione_server.context import RequestContext
 from tione_server.errors import (
-    FilterLimitExceeded,
     InvalidFilter,
     InvalidParameter,
     InvalidParameterValue,
     MissingParameter,
 )
 from tione_server.scheduling import NodeUsage, total
+from tione_server.service.filters import check_counts, tag_condition
 
 if TYPE_CHECKING:
     from tione_server.catalogue import Catalogue
@@ -57,8 +57,6 @@ TASK_TYPES = ("", "TRAIN", "NOTEBOOK", "INFERENCE", "EMS")
 RESOURCE_TYPES = ("", "CALC", "CPU", "GPU", "GPU-SW")
 GROUP_FILTERS = ("ResourceGroupId", "ResourceGroupName", "AvailableNodeCount")
 MAX_GROUP_FILTERS = 5
-MAX_TAG_FILTERS = 10
-MAX_FILTER_VALUES = 100
 DEFAULT_GROUP_LIMIT = 20
 COST_CEILING = 4_200_000_000
 """Spec §4.12: costs above about 4.2 billion fen come back as 0 (a documented quirk we reproduce)."""
@@ -150,7 +148,7 @@ class BillingActions:
             raise InvalidParameter("Parameter `Limit` must not be negative.")
         tests = [_group_filter(i, f) for i, f in enumerate(req.Filters or [])]
         tests += [_tag_filter(i, t) for i, t in enumerate(req.TagFilters or [])]
-        _check_counts(req.Filters or [], req.TagFilters or [])
+        check_counts(req.Filters or [], req.TagFilters or [], MAX_GROUP_FILTERS)
         word = _fold(req.SearchWord or "")
         # Newest first; equal times by id, in the same direction (spec §4.10).
         groups = sorted(self.catalogue.resource_groups.values(), key=lambda g: (g.create_time, g.id), reverse=True)
@@ -284,24 +282,9 @@ def _count(index: int, value_index: int, value: str) -> int:
 
 
 def _tag_filter(index: int, t: TagFilter) -> GroupTest:
-    # Same rules as the task list (spec §5.4): the key must be present; empty TagValues means "has the key".
-    if not t.TagKey:
-        raise InvalidParameter(f"Parameter `TagFilters.{index}.TagKey` must be a non-empty tag key.")
-    key, values = t.TagKey, set(t.TagValues or ())
-    return lambda view: any(k == key and (not values or v in values) for k, v in view.group.tags)
-
-
-def _check_counts(filters: Sequence[Filter], tags: Sequence[TagFilter]) -> None:
-    if len(filters) > MAX_GROUP_FILTERS:
-        raise FilterLimitExceeded(f"At most {MAX_GROUP_FILTERS} `Filters` are allowed; got {len(filters)}.")
-    if len(tags) > MAX_TAG_FILTERS:
-        raise FilterLimitExceeded(f"At most {MAX_TAG_FILTERS} `TagFilters` are allowed; got {len(tags)}.")
-    for i, f in enumerate(filters):
-        if len(f.Values or ()) > MAX_FILTER_VALUES:
-            raise FilterLimitExceeded(f"At most {MAX_FILTER_VALUES} values are allowed in `Filters.{i}.Values`.")
-    for i, t in enumerate(tags):
-        if len(t.TagValues or ()) > MAX_FILTER_VALUES:
-            raise FilterLimitExceeded(f"At most {MAX_FILTER_VALUES} values are allowed in `TagFilters.{i}.TagValues`.")
+    # The task list's rules (spec §5.4, service/filters.py).
+    cond = tag_condition(index, t)
+    return lambda view: any(k == cond.key and (not cond.values or v in cond.values) for k, v in view.group.tags)
 
 
 def _gpu_details(
