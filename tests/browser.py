@@ -80,10 +80,10 @@ def by_label(driver: WebDriver, label: str) -> WebElement:
 
 
 def button(driver: WebDriver, text: str, within: WebElement | None = None) -> WebElement:
-    """The visible button whose text is exactly `text`."""
+    """The visible button whose text or accessible name is exactly `text`."""
     root: Any = within or driver
     for b in root.find_elements(By.TAG_NAME, "button"):
-        if b.text.strip() == text and b.is_displayed():
+        if b.is_displayed() and (b.text.strip() == text or b.accessible_name.strip() == text):
             return b  # type: ignore[no-any-return]
     raise AssertionError(f"no button {text!r}")
 
