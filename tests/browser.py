@@ -3,6 +3,7 @@ chromedriver by Selenium, one fresh profile per browser; screenshots saved under
 
 from __future__ import annotations
 
+import base64
 import shutil
 import tempfile
 import time
@@ -112,9 +113,14 @@ def sign_in(driver: WebDriver, server: Server, key: Key | None = None, *, secret
 
 
 def shot(driver: WebDriver, name: str) -> Path:
-    """Save a screenshot as a test artifact and print its path."""
+    """Save a screenshot of the whole page (up to 4000 px tall) as a test artifact and print its path."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    png = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}
+    )
+    path.write_bytes(base64.b64decode(png["data"]))
     print(f"screenshot: {path}")
     return path

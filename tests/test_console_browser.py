@@ -82,7 +82,12 @@ def test_console_list_filter_sort_page_matches_api(signed_in: WebDriver, srv: Se
     d = signed_in
     ids, total = _api(srv, OrderField="UpdateTime", Order="DESC")
     wait(lambda: _shows(d, ids, total), message="the first page as the API answers it")
-    assert [th.text for th in d.find_elements(By.CSS_SELECTOR, "table.tasks th")][:4] == ["Name", "Id", "Status", "Created"]
+    assert [th.text for th in d.find_elements(By.CSS_SELECTOR, "table.tasks th")][:4] == [
+        "Name",
+        "Id",
+        "Status",
+        "Created",
+    ]
     shot(d, "list")
     # Status filter, several at once, then "not".
     by_label(d, "FAILED").click()
@@ -93,7 +98,8 @@ def test_console_list_filter_sort_page_matches_api(signed_in: WebDriver, srv: Se
     by_label(d, "not (exclude these)").click()
     ids, total = _api(srv, Filters=[{**status[0], "Negative": True}], OrderField="UpdateTime", Order="DESC")
     wait(lambda: _shows(d, ids, total), message="the negative status filter")
-    assert "not=1" in d.current_url and "status=RUNNING%2CFAILED" in d.current_url
+    assert "not=1" in d.current_url
+    assert "status=RUNNING%2CFAILED" in d.current_url
     # Sort by Created: newest first, then oldest first on a second click.
     button(d, "Created").click()
     button(d, "Created").click()
@@ -114,7 +120,9 @@ def test_console_list_filter_sort_page_matches_api(signed_in: WebDriver, srv: Se
     ids, total = _api(srv, Filters=flt, OrderField="CreateTime", Order="ASC")
     wait(lambda: _shows(d, ids, total), message="search by name")
     counts = d.find_element(By.CSS_SELECTOR, "ul.counts").text
-    succeed = srv.call("DescribeTrainingTasks", {"Limit": 1, "Filters": [flt[0], {"Name": "Status", "Values": ["SUCCEED"]}]})
+    succeed = srv.call(
+        "DescribeTrainingTasks", {"Limit": 1, "Filters": [flt[0], {"Name": "Status", "Values": ["SUCCEED"]}]}
+    )
     assert f"{succeed['TotalCount']} SUCCEED" in counts
     shot(d, "list-filtered")
 
@@ -135,8 +143,14 @@ def test_console_task_detail_follows_logs_and_stops(signed_in: WebDriver, srv: S
     cos = {"Bucket": "bkt", "Region": "ap-guangzhou", "Paths": ["follow"]}
     task = create(srv, "follow-me", python_cmd('exec(open("train.py").read())'), CodePackagePath=cos)
     wait_status(srv, task, "RUNNING")
-    srv.call("PushTrainingMetrics", {"Data": [
-        {"TaskId": task, "Step": s, "Points": [{"Name": "loss", "Value": 2.0 / (s + 1)}]} for s in range(1, 9)]})
+    srv.call(
+        "PushTrainingMetrics",
+        {
+            "Data": [
+                {"TaskId": task, "Step": s, "Points": [{"Name": "loss", "Value": 2.0 / (s + 1)}]} for s in range(1, 9)
+            ]
+        },
+    )
     d.get(f"http://{srv.endpoint}/console/#/tasks/{task}")
     wait(lambda: d.find_element(By.TAG_NAME, "h1").text == "follow-me", message="the task's name as heading")
     logs = region(d, "Logs")
@@ -170,7 +184,7 @@ def test_console_create_task_from_form_and_refusal_shows_message(signed_in: WebD
     by_label(d, "COS code path").send_keys("hello")
     by_label(d, "Command").send_keys(python_cmd('exec(open("train.py").read())'))
     button(d, "Create task").click()
-    error = wait(lambda: d.find_element(By.ID, by_label(d, "Name").get_attribute("id") + "-err").text,
+    error = wait(lambda: d.find_element(By.ID, f"{by_label(d, 'Name').get_attribute('id')}-err").text,
                  message="the refusal next to Name")  # fmt: skip
     assert error.startswith("InvalidParameterValue.BadName")
     assert by_label(d, "Name").get_attribute("aria-invalid") == "true"
@@ -211,10 +225,17 @@ def test_console_narrow_and_dark_screens_render(signed_in: WebDriver, srv: Serve
     d.set_window_size(390, 844)
     try:
         time.sleep(0.3)
-        width = d.execute_script("return document.documentElement.scrollWidth")
-        assert width <= 390 + 1, f"the page scrolls sideways at 390 px: {width}"
+        widths = d.execute_script("const e = document.documentElement; return [e.scrollWidth, e.clientWidth]")
+        assert widths[0] <= widths[1], f"the page scrolls sideways at 390 px: {widths}"
         shot(d, "list-390")
-        d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        d.find_element(By.CSS_SELECTOR, "table.tasks tbody tr td a").click()
+        wait(lambda: d.find_elements(By.CSS_SELECTOR, 'section[aria-label="Logs"]'), message="a task page")
+        widths = d.execute_script("const e = document.documentElement; return [e.scrollWidth, e.clientWidth]")
+        assert widths[0] <= widths[1], f"the task page scrolls sideways at 390 px: {widths}"
+        shot(d, "detail-390")
+        d.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        )
         shot(d, "list-390-dark")
     finally:
         d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
@@ -224,7 +245,10 @@ def test_console_narrow_and_dark_screens_render(signed_in: WebDriver, srv: Serve
 def test_console_sign_in_to_50_rows_time(browser: WebDriver, srv: Server) -> None:
     sign_in(browser, srv)
     wait(lambda: len(_rows(browser)) == 50, message="50 rows")
-    ms = wait(lambda: browser.execute_script(
-        "const m = performance.getEntriesByName('signin-to-list'); return m.length ? m[0].duration : null"))
+    ms = wait(
+        lambda: browser.execute_script(
+            "const m = performance.getEntriesByName('signin-to-list'); return m.length ? m[0].duration : null"
+        )
+    )
     print(f"sign-in to 50 rendered rows: {ms:.0f} ms at {srv.call('DescribeTrainingTasks', {})['TotalCount']} tasks")
     assert ms < 5000

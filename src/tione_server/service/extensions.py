@@ -100,7 +100,9 @@ class ExtensionActions:
         of issue 9 will), so every pod answers `Measured: false` with no samples: never invented numbers."""
         task = self._own_task(ctx, req.TiProjectId, req.Id, "Id")
         runs = self.store.runs_of(task.num)
-        run = next((r for r in runs if r.id == req.InstanceId), None) if req.InstanceId else (runs or [None])[-1]
+        run = (
+            next((r for r in runs if r.id == req.InstanceId), None) if req.InstanceId else (runs[-1] if runs else None)
+        )
         if req.InstanceId and run is None:
             raise ResourceNotFound(f"The run `{req.InstanceId}` named in `InstanceId` is not a run of `{task.id}`.")
         pods = [PodUsage(PodName=p.name, Measured=False, Samples=[]) for p in (run.pods if run else [])]
