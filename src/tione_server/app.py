@@ -12,6 +12,7 @@ from typing import Any
 from tione_server.bodies import Receive
 from tione_server.callbacks import CallbackSender
 from tione_server.config import Settings
+from tione_server.console.serve import ConsoleFiles, is_console_path
 from tione_server.gateway import Gateway, Scope, Send
 from tione_server.netpolicy import address_policy
 from tione_server.ratelimit import LocalRateLimiter
@@ -31,9 +32,13 @@ class App:
     runner: Runner | None = None
     lease: Lease | None = None
     callbacks: CallbackSender | None = field(default=None)
+    console: ConsoleFiles = field(default_factory=ConsoleFiles)
+    """The web console's files at /console/ (issue 11); everything else is the API."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and is_console_path(scope["path"]):
+            await self.console(scope, receive, send)
+        elif scope["type"] == "http":
             await self.gateway(scope, receive, send)
         elif scope["type"] == "lifespan":
             while True:

@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tione_server.api._generated import (
-    DescribeTrainingTasksRequest,
-    DescribeTrainingTasksResponse,
-    TioneApi,
-)
+from tione_server.api._generated import DescribeTrainingTasksRequest, DescribeTrainingTasksResponse
+from tione_server.api.extensions import ServedApi
 from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
 from tione_server.executors import Executor, make_executor
 from tione_server.scheduling import Scheduler, inventory_of
 from tione_server.service.billing import BillingActions
+from tione_server.service.extensions import ExtensionActions
 from tione_server.service.lifecycle import LifecycleActions
 from tione_server.service.listing import build_query
 from tione_server.service.logs import LogActions
@@ -24,7 +22,7 @@ from tione_server.service.scope import scope_of
 from tione_server.store import Store
 
 
-class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
+class TioneService(LifecycleActions, LogActions, BillingActions, ExtensionActions, ServedApi):
     """Business rules per action; the store is the only I/O."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
