@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tione_server import metrics
 from tione_server.replay import NonceStore, nonce_key
@@ -22,7 +24,8 @@ from tione_server.replay import NonceStore, nonce_key
 log = logging.getLogger("tione_server.redis")
 
 TIMEOUT = 0.25
-"""Seconds to connect and to wait for a reply: a Redis that hangs adds at most this to a request."""
+"""Seconds to connect and to wait for a reply: a Redis that hangs adds at most twice this to one request a
+second (RETRY_AFTER); the others do not wait on it."""
 RETRY_AFTER = 1.0
 """Seconds after a failure before Redis is tried again; meanwhile requests do not wait on it at all."""
 LOG_EVERY = 60.0
@@ -33,8 +36,10 @@ class RedisLink:
     """One Redis connection pool and what this process knows of its health."""
 
     def __init__(self, url: str, prefix: str, clock: Callable[[], float] = time.monotonic) -> None:
+        # One retry without backoff: a pooled connection broken by a Redis restart is replaced at once, while a
+        # Redis that is away costs a request at most two timeouts (redis-py's default backs off for seconds).
         self.client: redis.Redis = redis.Redis.from_url(
-            url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT, health_check_interval=0
+            url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT, retry=Retry(NoBackoff(), 1)
         )
         self.prefix = prefix
         self.clock = clock
@@ -122,12 +127,14 @@ class RedisNonceStore:
     def accept(self, secret_id: str, nonce: str, expires_at: int, now: float) -> bool:
         """SET NX: only the first of any number of workers and replicas offering (secret_id, nonce) wins.
 
-        The key lives until the end of second `expires_at`, as the database's row is remembered through it.
+        The key expires at `expires_at`, as the database's row is taken over once `now` passes it.
         """
         if not self.link.usable():
             return self.fallback.accept(secret_id, nonce, expires_at, now)
+        ttl_ms = int((expires_at - now) * 1000)
+        if ttl_ms <= 0:  # already past: nothing to remember (the gateway never asks; its window is checked first)
+            return True
         key = f"{self.link.prefix}nonce:{secret_id}:{nonce_key(nonce)}"
-        ttl_ms = max(1, int((expires_at + 1 - now) * 1000))
         try:
             stored: Any = self.link.client.set(key, b"1", nx=True, px=ttl_ms)
         except redis.RedisError as err:
