@@ -49,7 +49,7 @@ CACHE_SECONDS = 5.0
 LEASE = "runner_lease"
 """The meta row of runner.Lease."""
 
-disable_created_metrics()  # `*_created` series double the output and say only when this process started
+disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created` series double the output and say only when this process started
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Request latency buckets: most replies take 1-5 ms (README, Performance)."""
