@@ -54,11 +54,9 @@ def main() -> None:
 def _measure(url: str, workdir: Path, args: argparse.Namespace) -> str:
     data = dataset.ensure(workdir / "data", args.tasks, seed=1, log=lambda _: None)
     for file in data.files:
-        subprocess.run(
-            [str(TIONE_SERVER), "import", str(file.path), "--uin", file.tenant.uin, "--region", file.tenant.region,
-             "--database", url],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        t = file.tenant
+        command = ["import", str(file.path), "--uin", t.uin, "--region", t.region, "--app-id", t.app_id]
+        subprocess.run([str(TIONE_SERVER), *command, "--database", url], check=True, capture_output=True)
     store = Store(url)
     try:
         key = store.create_key(uin=dataset.MAIN.uin, app_id=dataset.MAIN.app_id, sub_uin=dataset.MAIN.uin)
