@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -101,14 +102,15 @@ class _Connection(asyncio.Protocol):
 
 
 async def _drive(
-    host: str, port: int, connections: int, requests: list[bytes], warmup: float, duration: float
+    host: str, ports: list[int], connections: int, requests: list[bytes], warmup: float, duration: float
 ) -> LoadResult:
     loop = asyncio.get_running_loop()
     stats: dict[str, Any] = {"replies": 0, "errors": 0, "latencies": []}
     now = time.perf_counter()
     window = (now + warmup, now + warmup + duration)
     protocols: list[_Connection] = []
-    for _ in range(connections):
+    for i in range(connections):  # round-robin over the ports: replicas behind one balancer (bench/replicas.py)
+        port = ports[i % len(ports)]
         _, protocol = await loop.create_connection(lambda: _Connection(requests, window, stats), host, port)
         protocols.append(protocol)
     await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
@@ -138,15 +140,24 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         runner = asyncio.run
-    result = runner(_drive(job["host"], job["port"], job["connections"], requests, job["warmup"], job["duration"]))
+    result = runner(_drive(job["host"], job["ports"], job["connections"], requests, job["warmup"], job["duration"]))
     print(json.dumps(result.__dict__))
 
 
-def run(host: str, port: int, requests: list[bytes], *, connections: int, duration: float, warmup: float) -> LoadResult:
-    """Load `host:port` from a separate process; returns what it measured."""
+def run(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    *,
+    connections: int,
+    duration: float,
+    warmup: float,
+    more_ports: Sequence[int] = (),
+) -> LoadResult:
+    """Load `host:port` (and `more_ports`, connections dealt round-robin) from a separate process."""
     job = {
         "host": host,
-        "port": port,
+        "ports": [port, *more_ports],
         "connections": connections,
         "duration": duration,
         "warmup": warmup,

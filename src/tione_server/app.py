@@ -14,9 +14,11 @@ from tione_server.callbacks import CallbackSender
 from tione_server.config import Settings
 from tione_server.console.serve import ConsoleFiles, is_console_path
 from tione_server.gateway import Gateway, Scope, Send
+from tione_server.health import PATHS, LeaderWatch, Probes
+from tione_server.metrics import StoreCollector
 from tione_server.netpolicy import address_policy
-from tione_server.ratelimit import LocalRateLimiter
-from tione_server.replay import SqlNonceStore
+from tione_server.ratelimit import LocalRateLimiter, RateLimiter
+from tione_server.replay import NonceStore, SqlNonceStore
 from tione_server.runner import Lease, Runner
 from tione_server.service import TioneService
 from tione_server.store import Store
@@ -34,11 +36,16 @@ class App:
     callbacks: CallbackSender | None = field(default=None)
     console: ConsoleFiles = field(default_factory=ConsoleFiles)
     """The web console's files at /console/ (issue 11); everything else is the API."""
+    probes: Probes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and is_console_path(scope["path"]):
-            await self.console(scope, receive, send)
-        elif scope["type"] == "http":
+        if scope["type"] == "http":
+            if self.probes is not None and scope["path"] in PATHS:  # issue 10 item 10: outside the API
+                await self.probes(scope, send)
+                return
+            if is_console_path(scope["path"]):
+                await self.console(scope, receive, send)
+                return
             await self.gateway(scope, receive, send)
         elif scope["type"] == "lifespan":
             while True:
@@ -63,9 +70,11 @@ def create_app(settings: Settings) -> App:
     """Build the whole server from its settings."""
     store = Store(settings.database_url)
     service = TioneService(settings, store)
-    gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit), SqlNonceStore(store.engine))
+    limiter, nonces = _shared_state(settings, store)
+    gateway = Gateway(settings, store, service, limiter, nonces)
     callbacks = CallbackSender(policy=address_policy(settings.callback_allow))
     lease = Lease(store)
+    watch = LeaderWatch(lease)
     runner = Runner(
         store,
         service.executor,
@@ -74,10 +83,23 @@ def create_app(settings: Settings) -> App:
         stop_grace_seconds=settings.stop_grace_seconds,
         interval=settings.runner_interval,
         offset_hours=settings.time_offset_hours,
-        is_leader=lease,
+        is_leader=watch,
     )
     service.wake = runner.wake
-    return App(gateway=gateway, store=store, runner=runner, lease=lease, callbacks=callbacks)
+    probes = Probes(store, service.executor, watch, StoreCollector(store, settings.executor))
+    return App(gateway=gateway, store=store, runner=runner, lease=lease, callbacks=callbacks, probes=probes)
+
+
+def _shared_state(settings: Settings, store: Store) -> tuple[RateLimiter, NonceStore]:
+    """The rate limiter and nonce memory: in Redis when configured (issue 10 item 9), shared by every worker and
+    replica; else windows in this process and nonces in the database."""
+    database_nonces = SqlNonceStore(store.engine)
+    if settings.redis_url is None:
+        return LocalRateLimiter(settings.rate_limit), database_nonces
+    from tione_server.redisstate import RedisLink, RedisNonceStore, RedisRateLimiter  # the optional [redis] extra
+
+    link = RedisLink(settings.redis_url, settings.redis_prefix)
+    return RedisRateLimiter(link, settings.rate_limit), RedisNonceStore(link, database_nonces)
 
 
 SETTINGS_ENV = "TIONE_SERVE_SETTINGS"

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from tione_server.metrics import CALLBACKS
 from tione_server.netpolicy import ALLOW_ALL, AddressPolicy, address_policy
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class CallbackSender:
                 self._queue.put_nowait((url, payload))
             except queue.Full:
                 log.warning("callback to %s dropped: %d deliveries already queued", url, self._queue.maxsize)
+                CALLBACKS.labels("failed").inc()
 
     def close(self, wait: float = 5.0) -> None:
         """Stop the workers, giving queued deliveries up to `wait` seconds to finish; idempotent."""
@@ -175,6 +177,7 @@ class CallbackSender:
                 self._post(url, payload)
             except _Denied as err:
                 log.warning("callback to %s dropped: %s (serve --callback-allow)", url, err)
+                CALLBACKS.labels("failed").inc()
                 return
             except (_Rejected, OSError, ValueError, http.client.HTTPException) as err:
                 # OSError covers DNS failures, refused connections, timeouts and TLS errors; HTTPException a
@@ -185,8 +188,10 @@ class CallbackSender:
                     self._closed.wait(self.retry_delay)
             else:
                 log.info("callback to %s delivered (attempt %d)", url, attempt)
+                CALLBACKS.labels("delivered").inc()
                 return
         log.error("callback to %s given up after %d attempts", url, MAX_ATTEMPTS)
+        CALLBACKS.labels("failed").inc()
 
     def _addresses(self, host: str, port: int) -> list[_Address]:
         """The addresses `host` resolves to that the policy permits; _Denied when it resolves to none of those."""

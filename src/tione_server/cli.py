@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import importlib.util
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -133,6 +135,14 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     help="debug, info (default: a line per request and per task state change), warning or error "
     "(also TIONE_LOG_LEVEL).",
 )
+@click.option(
+    "--redis-url",
+    default=None,
+    metavar="URL",
+    envvar="TIONE_REDIS_URL",
+    help="redis://host:6379/0: rate limits and v1 nonces shared by every worker and replica (also TIONE_REDIS_URL); "
+    "needs the [redis] extra. Limits fail open while Redis is unreachable.",
+)
 @click.option("--tls-cert", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
               help="PEM certificate: serve HTTPS (with --tls-key). Needed beyond loopback.")  # fmt: skip
 @click.option("--tls-key", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
@@ -140,13 +150,14 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def serve(
     host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
     executor: str | None, data_dir: str | None, cos_root: str | None, callback_allow: tuple[str, ...] | None,
-    log_level: str | None, tls_cert: str | None, tls_key: str | None,
+    log_level: str | None, tls_cert: str | None, tls_key: str | None, redis_url: str | None,
 ) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
 
     from tione_server.app import SETTINGS_ENV, configure_logging, create_app
     from tione_server.catalogue import Catalogue
+    from tione_server.metrics import prepare_multiprocess_dir
     from tione_server.serving import PLAINTEXT_WARNING, is_loopback, uvicorn_options
 
     if (tls_cert is None) != (tls_key is None):
@@ -154,7 +165,7 @@ def serve(
     settings = _settings(
         host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
         executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
-        callback_allow=callback_allow, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key,
+        callback_allow=callback_allow, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key, redis_url=redis_url,
     )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
@@ -164,6 +175,8 @@ def serve(
             _fail(str(err))
     if settings.log_level not in LOG_LEVELS:
         _fail(f"TIONE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not `{settings.log_level}`.")
+    if settings.redis_url is not None and importlib.util.find_spec("redis") is None:
+        _fail("--redis-url needs the redis package: pip install 'tione-server[redis]'.")
     _check_port(host, port)
     configure_logging(settings.log_level)
     try:
@@ -182,16 +195,22 @@ def serve(
     # has done its job (schema created once, keys checked) and the workers rebuild it from `settings`.
     app.store.close()
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
-    uvicorn.run(
-        "tione_server.app:app_from_env",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=server_level,
-        access_log=False,
-        **uvicorn_options(settings),
-    )
+    # Workers are fresh processes: /metrics of any one adds up all of them (issue 10 item 10, docs/deploy.md).
+    made = prepare_multiprocess_dir()
+    try:
+        uvicorn.run(
+            "tione_server.app:app_from_env",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=server_level,
+            access_log=False,
+            **uvicorn_options(settings),
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -247,6 +266,8 @@ def _banner(settings: Settings, workers: int, *, has_keys: bool) -> str:
         f"  regions:   {', '.join(settings.regions)}",
         f"  log level: {settings.log_level}",
     ]
+    if settings.redis_url:
+        lines.append(f"  redis:     rate limits and v1 nonces shared (keys {settings.redis_prefix}*)")
     if not has_keys:
         database = display_url(settings.database_url)
         lines += [

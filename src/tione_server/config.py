@@ -23,6 +23,9 @@ KNOWN_REGIONS = frozenset(
 )  # fmt: skip
 """Every API 3.0 region code (api3-protocol appendix A); anything else is InvalidParameterValue."""
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+"""The URL forms redis-py connects with."""
+
 
 def default_database_url() -> str:
     """A SQLite file in the working directory."""
@@ -84,11 +87,19 @@ class Settings:
     log_level: str = "info"
     """`debug`, `info`, `warning` or `error` (TIONE_LOG_LEVEL); `info` logs one line per request and per task
     state change (issue 7 F16)."""
+    redis_url: str | None = None
+    """`redis://host:6379/0` (TIONE_REDIS_URL): rate-limit windows and v1 nonces are kept there, shared by every
+    worker and replica (issue 10 item 9); None: per-process windows and nonces in the database."""
+    redis_prefix: str = "tione:"
+    """Prefix of every Redis key this server writes (TIONE_REDIS_PREFIX): several servers can share one Redis."""
 
     def __post_init__(self) -> None:
         # One normal form for every process (`serve --workers N` hands this object on); raises
         # store.DatabaseError with a one-line message for a URL no command can use (issue 7 F14).
         object.__setattr__(self, "database_url", normalise_url(self.database_url))
+        if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
+            # The URL itself is not repeated: it may hold a password.
+            raise ValueError(f"--redis-url (TIONE_REDIS_URL) must start with {', '.join(REDIS_SCHEMES)}.")
         if self.executor not in EXECUTORS:
             raise ValueError(f"TIONE_EXECUTOR must be one of {', '.join(EXECUTORS)}, not `{self.executor}`.")
 
@@ -109,7 +120,7 @@ class Settings:
             values["time_offset_hours"] = int(offset)
         if catalogue := os.environ.get("TIONE_CATALOGUE"):
             values["catalogue_path"] = catalogue
-        for name in ("executor", "data_dir", "cos_root", "log_level"):
+        for name in ("executor", "data_dir", "cos_root", "log_level", "redis_url", "redis_prefix"):
             if value := os.environ.get(f"TIONE_{name.upper()}"):
                 values[name] = value
         for name in ("stop_grace_seconds", "runner_interval", "read_timeout"):

@@ -46,6 +46,7 @@ from tione_server.errors import (
     UnsupportedProtocol,
     UnsupportedRegion,
 )
+from tione_server.metrics import record_request
 from tione_server.models import ApiKey
 from tione_server.ratelimit import RateLimiter
 from tione_server.replay import NonceStore
@@ -131,8 +132,8 @@ class Gateway:
         request_id = str(uuid.uuid4())
         language = headers.get("x-tc-language", "")
         timeout = self.settings.read_timeout
-        # One INFO line per request (issue 7 F16); the clock is read only when that line will be written.
-        started = time.perf_counter() if log.isEnabledFor(logging.INFO) else None
+        # One INFO line per request (issue 7 F16) and its metrics (issue 10 item 10).
+        started = time.perf_counter()
         trace = Trace(action=headers.get("x-tc-action", ""))
         try:
             head = self._head(method, query, headers)
@@ -345,11 +346,13 @@ def _tc3_params(request: Request, action: Action) -> msgspec.Struct:
     return codec.decode_json(action, request.body)
 
 
-def _log_request(trace: Trace, request_id: str, started: float | None) -> None:
-    if started is not None:
+def _log_request(trace: Trace, request_id: str, started: float) -> None:
+    seconds = time.perf_counter() - started
+    record_request(trace.action, trace.code, seconds)
+    if log.isEnabledFor(logging.INFO):
         log.info(
             "request RequestId=%s uin=%s action=%s code=%s ms=%.1f",
-            request_id, trace.uin, trace.action or "-", trace.code, (time.perf_counter() - started) * 1000,
+            request_id, trace.uin, trace.action or "-", trace.code, seconds * 1000,
         )  # fmt: skip
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -164,7 +166,8 @@ class Lease:
         self.store = store
         self.ttl = ttl
         self.clock = clock
-        self.owner = uuid.uuid4().hex
+        # Host and process first, so /metrics and /readyz say which replica leads (issue 10 item 10).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._until = 0.0
 
     def __call__(self) -> bool:

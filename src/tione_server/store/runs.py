@@ -554,6 +554,16 @@ class RunStore:
         with self._tx() as conn:
             conn.execute(delete(meta).where(meta.c.key == name, meta.c.value.like(f"{owner} %")))
 
+    def lease_holder(self, name: str) -> tuple[str, float] | None:
+        """Who holds the lease `name` and until when (it may have expired); None when nobody ever took it or the
+        last holder released it. Read by /readyz and /metrics (issue 10 item 10)."""
+        with self.engine.connect() as conn:
+            current = conn.execute(select(meta.c.value).where(meta.c.key == name)).scalar()
+        if current is None:
+            return None
+        holder, _, expiry = current.partition(" ")
+        return holder, float(expiry or 0)
+
     # -- metrics ----------------------------------------------------------------------------------
 
     def add_metrics(self, rows: Sequence[dict[str, Any]]) -> None:
