@@ -55,10 +55,11 @@ class RayCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _start(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
+    def _start(self, args: list[str], log: str, cpus: int = 2, memory: int = NODE_MEMORY) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | FAST_HEALTH
         env["RAY_USAGE_STATS_ENABLED"] = "0"
-        common = ["--block", "--num-cpus=2", f"--memory={NODE_MEMORY}", "--object-store-memory=80000000",
+        env["TEST_RAY_NODE"] = log.removesuffix(".log")  # pods inherit it: which node a pod ran on
+        common = ["--block", f"--num-cpus={cpus}", f"--memory={memory}", "--object-store-memory=80000000",
                   "--node-ip-address=127.0.0.1", "--disable-usage-stats"]  # fmt: skip
         with (self.temp / log).open("ab") as out:
             return subprocess.Popen(
@@ -66,19 +67,25 @@ class RayCluster:
                 start_new_session=True,
             )  # fmt: skip
 
-    def start_head(self) -> None:
+    def start_head(self, cpus: int = 2) -> None:
         self.head = self._start(
             ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp}",
              f"--dashboard-agent-listen-port={free_port()}"],
-            "head.log",
+            "head.log", cpus,
         )  # fmt: skip
 
-    def add_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._start(
-            [f"--address={self.address}", f"--dashboard-agent-listen-port={free_port()}"], f"worker{len(self.workers)}.log"
-        )
+    def add_worker(self, cpus: int = 2, memory: int = NODE_MEMORY) -> subprocess.Popen[bytes]:
+        args = [f"--address={self.address}", f"--dashboard-agent-listen-port={free_port()}"]
+        proc = self._start(args, f"worker{len(self.workers)}.log", cpus, memory)
         self.workers.append(proc)
         return proc
+
+    def script(self, code: str) -> str:
+        """Run `code` in a Ray driver of its own (after `import ray; ray.init(ADDRESS)`); its stdout."""
+        full = f"import ray, json\nray.init(address={self.address!r}, logging_level='ERROR')\n{code}"
+        return subprocess.run(
+            [sys.executable, "-c", full], capture_output=True, text=True, check=True, timeout=120
+        ).stdout
 
     def wait_nodes(self, count: int, timeout: float = 90.0) -> None:
         """Until `count` nodes are alive (asked through `ray status`, which is a client of its own)."""
@@ -124,10 +131,10 @@ def _kill_below(temp: Path) -> None:
             continue
 
 
-def start(workers: int = 1) -> RayCluster:
+def start(workers: int = 1, head_cpus: int = 2) -> RayCluster:
     """A head and `workers` worker nodes, all alive."""
     cluster = RayCluster()
-    cluster.start_head()
+    cluster.start_head(head_cpus)
     cluster.wait_nodes(1)
     for _ in range(workers):
         cluster.add_worker()

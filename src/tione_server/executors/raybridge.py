@@ -28,6 +28,7 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -205,7 +206,7 @@ def actors(run_id: str, pods: list[tuple[str, int, dict[str, float]]], wait: flo
             options["num_gpus"] = res["GPU"]
         if res.get("memory"):
             options["memory"] = res["memory"]
-        handles.append(cls.options(**options).remote())  # type: ignore[attr-defined]
+        handles.append(cls.options(**options).remote())
     ends = ray.get([h.endpoint.remote() for h in handles], timeout=max(wait, 30.0))
     return {name: list(end) for (name, _, _), end in zip(pods, ends, strict=True)}
 
@@ -251,7 +252,7 @@ def sweep(live: list[str]) -> list[str]:
     return removed
 
 
-OPS = {
+OPS: dict[str, Callable[..., Any]] = {
     "snapshot": snapshot,
     "place": place,
     "actors": actors,
