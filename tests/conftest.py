@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import raycluster
 from tests.live import Server, drop_postgres_database, fresh_postgres_database, running_server
+from tests.raycluster import RayCluster
 
 POSTGRES_URL = os.environ.get("TIONE_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -64,3 +66,17 @@ def any_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     """A live server on each backend."""
     with running_server(database_url, tmp_path) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """One real two-node Ray cluster for the session's Ray tests (issue 10 item 7); skipped, saying why, only where
+    ray is not installed."""
+    why = raycluster.available()
+    if why:
+        pytest.skip(why)
+    cluster = raycluster.start(workers=1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

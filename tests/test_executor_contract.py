@@ -31,7 +31,11 @@ SIGTERM_EXIT, SIGKILL_EXIT = 128 + 15, 128 + 9
 
 @pytest.fixture(params=sorted(EXECUTORS))
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    extra = {}
+    if request.param == "ray":  # a real two-node cluster (tests/raycluster.py)
+        extra["ray_address"] = request.getfixturevalue("ray_cluster").address
     return Settings(
+        **extra,
         database_url=f"sqlite:///{tmp_path / 'unused.db'}",
         executor=request.param,
         data_dir=str(tmp_path / "data"),
@@ -119,6 +123,7 @@ def runs(settings: Settings) -> Iterator[list[Pods]]:
     for pods in started:
         launched = [p for p in pods.run.pods if p.launched_at is not None]
         pods.executor.signal(pods.spec, pods.run, launched, kill=True, now=time.time())
+        pods.executor.remove(pods.spec.run_id)  # a cluster's executor also frees what it holds (Ray: actors, group)
 
 
 def _start(settings: Settings, runs: list[Pods], mode: str, pods: dict[str, tuple[str, str]], **env: str) -> Pods:

@@ -120,6 +120,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     help="Local directory standing in for COS (also TIONE_COS_ROOT); default: DATA_DIR/cos.",
 )
 @click.option(
+    "--ray-address",
+    default=None,
+    metavar="HOST:PORT|auto",
+    help="The Ray cluster of --executor ray (also RAY_ADDRESS); default: auto, the one started on this machine.",
+)
+@click.option(
     "--callback-allow",
     default=None,
     metavar="CIDR[,CIDR...]",
@@ -149,8 +155,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
               help="PEM private key of --tls-cert.")  # fmt: skip
 def serve(
     host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
-    executor: str | None, data_dir: str | None, cos_root: str | None, callback_allow: tuple[str, ...] | None,
-    log_level: str | None, tls_cert: str | None, tls_key: str | None, redis_url: str | None,
+    executor: str | None, data_dir: str | None, cos_root: str | None, ray_address: str | None,
+    callback_allow: tuple[str, ...] | None, log_level: str | None, tls_cert: str | None, tls_key: str | None,
+    redis_url: str | None,
 ) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
@@ -165,7 +172,8 @@ def serve(
     settings = _settings(
         host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
         executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
-        callback_allow=callback_allow, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key, redis_url=redis_url,
+        ray_address=ray_address, callback_allow=callback_allow, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key,
+        redis_url=redis_url,
     )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
@@ -257,6 +265,10 @@ def _banner(settings: Settings, workers: int, *, has_keys: bool) -> str:
     executor = settings.executor
     if executor == "local":
         executor += f" (runs in {settings.data_dir}, COS at {settings.cos_dir})"
+    elif executor == "ray":
+        executor += (
+            f" (cluster {settings.ray_address or 'auto'}; runs in {settings.data_dir}, COS at {settings.cos_dir})"
+        )
     lines = [
         f"tione-server {__version__} serving {endpoint}/",
         f"  console:   {endpoint}/console/",

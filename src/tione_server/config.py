@@ -73,6 +73,11 @@ class Settings:
     cos_root: str | None = None
     """Local directory standing in for COS (TIONE_COS_ROOT): `bucket/path` of account UIN is
     `<cos_root>/<UIN>/bucket/path`; None: `<data_dir>/cos`."""
+    ray_address: str | None = None
+    """The Ray cluster of `executor` `ray` (RAY_ADDRESS, `serve --ray-address`): `host:port` of its head, or
+    `auto` (the one started on this machine); None: `auto` (issue 10 item 1)."""
+    ray_lost_seconds: float = 30.0
+    """Seconds the Ray cluster may be unreachable before its running tasks end FAILED (TIONE_RAY_LOST_SECONDS)."""
     stop_grace_seconds: float = 10.0
     """Seconds between SIGTERM and SIGKILL when a run is stopped (TIONE_STOP_GRACE_SECONDS)."""
     runner_interval: float = 0.25
@@ -123,7 +128,9 @@ class Settings:
         for name in ("executor", "data_dir", "cos_root", "log_level", "redis_url", "redis_prefix"):
             if value := os.environ.get(f"TIONE_{name.upper()}"):
                 values[name] = value
-        for name in ("stop_grace_seconds", "runner_interval", "read_timeout"):
+        if ray_address := os.environ.get("RAY_ADDRESS"):
+            values["ray_address"] = ray_address
+        for name in ("stop_grace_seconds", "runner_interval", "read_timeout", "ray_lost_seconds"):
             if value := os.environ.get(f"TIONE_{name.upper()}"):
                 values[name] = float(value)
         if in_flight := os.environ.get("TIONE_BODY_BYTES_IN_FLIGHT"):

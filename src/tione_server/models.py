@@ -144,6 +144,9 @@ class Pod:
     end_time: float | None = None
     exit_code: int | None = None
     ip: str = ""
+    reason: str = ""
+    """Why the executor lost the pod (its node is gone, issue 10 item 6), for the FailureReason of the same
+    runner pass; not stored."""
 
     @property
     def suffix(self) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from tione_server.callbacks import callback_body
 from tione_server.events import state_changed
-from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec, Submission
+from tione_server.executors.base import Executor, LaunchError, Observation, Placement, Placer, RunSpec, Submission
 from tione_server.executors.plan import plan_pods, pod_config, run_spec
 from tione_server.models import (
     LIVE_POD_STATUSES,
@@ -40,7 +40,7 @@ from tione_server.models import (
     TaskStatus,
     runtime_seconds,
 )
-from tione_server.scheduling import Demand, Hold, Scheduler, Slot
+from tione_server.scheduling import WAITING, Demand, Hold, Scheduler, Slot
 from tione_server.store import Store
 
 log = logging.getLogger("tione_server.runner")
@@ -54,6 +54,8 @@ RETRY_MAX = 30.0
 SUBMIT_GIVE_UP = 300.0
 """Seconds a submission may keep failing that way before the run ends SUBMIT_FAILED with the last error."""
 INTERNAL = "cannot prepare the run: internal error (see the server log)"
+SWEEP_INTERVAL = 30.0
+"""Seconds between sweeps of what a Placer executor holds for runs the store no longer has live (issue 10 item 5)."""
 LAUNCH_BATCH = 64
 """Most pods of one run launched per tick (issue 7 B4): a task the catalogue allows thousands of pods starts over
 several quick ticks, and every other run still moves on each of them."""
@@ -116,7 +118,7 @@ def _launched(pods: Sequence[Pod], handles: dict[str, str], now: float) -> None:
 def _failure(pod: Pod) -> str:
     """FailureReason text of spec §6.5."""
     if pod.exit_code is None:
-        return f"{pod.suffix} lost: its process is gone and left no exit code"
+        return f"{pod.suffix} lost: {pod.reason or 'its process is gone and left no exit code'}"
     return f"{pod.suffix} exited with code {pod.exit_code}"
 
 
@@ -220,6 +222,8 @@ class Runner:
         self._busy = False
         self._backoff: dict[str, Backoff] = {}
         """Runs waiting to retry a failed step, by run id; memory only (a restart simply tries again)."""
+        self._placer = executor if isinstance(executor, Placer) else None
+        self._swept_at = 0.0
 
     # -- the background loop --------------------------------------------------------------------
 
@@ -277,6 +281,12 @@ class Runner:
             del self._backoff[run_id]
         changed |= self._schedule(items, now)
         self._finish_bookkeeping(items, now)
+        if self._placer is not None and now - self._swept_at >= SWEEP_INTERVAL:
+            self._swept_at = now
+            try:
+                self._placer.sweep(live)
+            except Exception:
+                log.exception("runner: sweeping the executor's leftovers failed")
         try:
             self.store.fold_counts()  # keeps the unfolded count changes that every list reads small
         except Exception:
@@ -348,6 +358,8 @@ class Runner:
         pending = [(r, t) for r, t in items if r.status == TaskStatus.PENDING]
         if not pending:
             return False
+        if self._placer is not None:
+            return self._schedule_placed(self._placer, pending, now)
         plan = self.scheduler.round(hold for r, _ in items if _holds(r) for hold in _holds_of(r))
         changed = False
         for run, task in pending:
@@ -359,22 +371,48 @@ class Runner:
                 continue
             for pod, slot in zip(run.pods, offer.slots, strict=True):
                 pod.node = slot.node
-            charge = (
-                ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
-            )
-            if not self._move(
-                run, task, [TaskStatus.PENDING], task_doc={"Message": ""}, status=TaskStatus.STARTING,
-                charge_status=charge, message="",
-            ):  # fmt: skip
-                continue
-            self.store.save_pods(run, run.pods)
-            plan.take(run.pool, offer.slots, demands)
-            changed = True
-            try:
-                self._launch(run, task, _next_batch(run.pods), now)
-            except Exception:  # launched again from STARTING, after a backoff
-                self._failed_step(run, now)
+            if self._grant(run, task, now):
+                plan.take(run.pool, offer.slots, demands)
+                changed = True
         return changed
+
+    def _schedule_placed(self, placer: Placer, pending: list[tuple[Run, Task]], now: float) -> bool:
+        """Issue 10 item 2: the cluster decides (a Ray placement group per run); runs of a pool are asked in
+        submission order, and one that waits holds up the later ones unless it can never fit."""
+        blocked: set[str] = set()
+        changed = False
+        for run, task in pending:
+            if run.pool in blocked:
+                placed = Placement(False, WAITING)
+            else:
+                try:
+                    placed = placer.place(run_spec(run, task), run, now)
+                except Exception:
+                    log.exception("runner: placing run %s failed", run.id)
+                    placed = Placement(False, WAITING)
+            if not placed.ready:
+                if placed.blocks:
+                    blocked.add(run.pool)
+                if run.message != placed.message:
+                    self.store.update_run(run, message=placed.message)
+                continue
+            changed |= self._grant(run, task, now)
+        return changed
+
+    def _grant(self, run: Run, task: Task, now: float) -> bool:
+        """PENDING -> STARTING (billing starts for postpaid tasks) and launch the first pods."""
+        charge = ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
+        if not self._move(
+            run, task, [TaskStatus.PENDING], task_doc={"Message": ""}, status=TaskStatus.STARTING,
+            charge_status=charge, message="",
+        ):  # fmt: skip
+            return False
+        self.store.save_pods(run, run.pods)
+        try:
+            self._launch(run, task, _next_batch(run.pods), now)
+        except Exception:  # launched again from STARTING, after a backoff
+            self._failed_step(run, now)
+        return True
 
     def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float) -> None:
         spec = run_spec(run, task)
@@ -407,6 +445,8 @@ class Runner:
             if obs.started_at is not None and pod.start_time is None and obs.phase != "PENDING":
                 pod.start_time = obs.started_at
                 pod.ip = POD_IP
+            if obs.phase == "LOST" and obs.reason:
+                pod.reason = obs.reason
             if obs.phase == "RUNNING" and pod.status == PodStatus.PENDING:
                 pod.status = PodStatus.TERMINATING if ending else PodStatus.RUNNING
             elif (
@@ -550,6 +590,11 @@ class Runner:
                 and not any(p.status in LIVE_POD_STATUSES for p in run.pods)
             ):
                 self.store.update_run(run, live=False)
+                if self._placer is not None:  # issue 10 item 6: the actors and the group go once the pods have
+                    try:
+                        self._placer.release(run.id, [p.name for p in run.pods])
+                    except Exception:  # the sweep removes them later
+                        log.warning("runner: releasing run %s on the executor failed", run.id, exc_info=True)
 
     def _send(self, run: Run, task: Task, now: float) -> None:
         url = str(task.doc.get("CallbackUrl") or "")

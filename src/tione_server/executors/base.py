@@ -13,9 +13,9 @@ module, one entry in executors/registry.py, and tests/test_executor_contract.py 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from tione_server.models import Pod, Run
 
@@ -104,6 +104,8 @@ class Observation:
     handle: str = ""
     """A handle for the runner to store from now on (e.g. one recovered for a pod whose launch was not recorded
     before a crash); "" keeps the stored one."""
+    reason: str = ""
+    """Why a LOST pod is gone, when the executor knows (its node was lost, issue 10 item 6): the FailureReason."""
 
 
 class LaunchError(Exception):
@@ -156,4 +158,33 @@ class Executor(Protocol):
         self, run_id: str, pod: str, stream: str, *, start_ns: int = 0, end_ns: int = END, descending: bool = False
     ) -> Iterator[LogLine]:
         """One pod's stream within [start_ns, end_ns], oldest (or newest) first; nothing when there is no log."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A cluster's answer for a waiting run (issue 10 item 2): its pods are placed (`ready`), or why they wait."""
+
+    ready: bool
+    message: str = ""
+    """The PENDING Message: what the cluster lacks."""
+    blocks: bool = True
+    """Later runs of its pool wait behind it (spec §6.2 submission order); False for one that can never fit."""
+
+
+@runtime_checkable
+class Placer(Protocol):
+    """An executor whose cluster decides when a run's pods have room (Ray), instead of the catalogue's capacity
+    (scheduling.py). The runner asks it for PENDING runs in submission order and tells it when runs are over."""
+
+    def place(self, spec: RunSpec, run: Run, now: float) -> Placement:
+        """Reserve room for every pod of the run (once; idempotent) and say whether it is there."""
+        ...
+
+    def release(self, run_id: str, pods: Sequence[str]) -> None:
+        """Give back what a run held (it ended, or was stopped while PENDING)."""
+        ...
+
+    def sweep(self, live: Collection[str]) -> None:
+        """Remove whatever the executor holds for runs not in `live` (the store's live runs)."""
         ...

@@ -84,7 +84,8 @@ def _process(text: str) -> tuple[int | None, int | None]:
         return None, None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file a pod's supervisor wrote (`pid`, `exit`), or None when absent or torn."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -192,16 +193,8 @@ class LocalExecutor(FileBackedRuns):
             shared["TI_OUTPUT_DIR"] = str(root / "output")
         envs = {p.name: dict(shared) for p in spec.pods}
         if spec.mode == "PS_WORKER":
-            hosts = {p.name: f"127.0.0.1:{free_port()}" for p in spec.pods}
-            cluster: dict[str, list[str]] = {}
-            index: dict[str, int] = {}  # not cluster[kind].index(...): no search per pod (issue 7 B4)
-            for p in spec.pods:
-                members = cluster.setdefault(p.role.lower(), [])
-                index[p.name] = len(members)
-                members.append(hosts[p.name])
-            for p in spec.pods:
-                task = {"type": p.role.lower(), "index": index[p.name]}
-                envs[p.name]["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
+            for name, config in tf_configs(spec, {p.name: f"127.0.0.1:{free_port()}" for p in spec.pods}).items():
+                envs[name]["TF_CONFIG"] = config
         return envs
 
     def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> dict[str, str]:
@@ -253,7 +246,7 @@ class LocalExecutor(FileBackedRuns):
 
     def _observe(self, run_id: str, pod: Pod, now: float) -> Observation:
         pod_dir = self.files.pod_dir(run_id, pod.name)
-        info = _read_json(pod_dir / "pid")
+        info = read_json(pod_dir / "pid")
         started = float(info["time"]) if info else None
         pid, proc_start = _process(pod.handle)
         recovered = ""
@@ -263,7 +256,7 @@ class LocalExecutor(FileBackedRuns):
             proc_start = stat[1] if stat else None
             recovered = handle(pid, proc_start)
         for attempt in range(2):  # exit file, liveness, then the exit file again (it may just have appeared)
-            done = _read_json(pod_dir / "exit")
+            done = read_json(pod_dir / "exit")
             if done is not None:
                 ended, code = float(done["time"]), int(done["code"])
                 return Observation("EXITED", started_at=started, ended_at=ended, exit_code=code, handle=recovered)
@@ -281,7 +274,7 @@ class LocalExecutor(FileBackedRuns):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, podwrap.KILL if kill else podwrap.STOP)
             return
-        info = _read_json(self.files.pod_dir(run_id, name) / "pid") if run_id else None
+        info = read_json(self.files.pod_dir(run_id, name) / "pid") if run_id else None
         child = int(info["child"]) if info and info.get("child") else 0
         try:  # the command leads its own group: check that this pid is still that process
             ours = bool(child) and alive(child, None) and os.getpgid(child) == child
@@ -294,6 +287,20 @@ class LocalExecutor(FileBackedRuns):
     def signal(self, spec: RunSpec, run: Run, pods: Sequence[Pod], *, kill: bool, now: float) -> None:
         for pod in pods:
             self._signal_pod(pod.name, pod.handle, kill=kill, run_id=run.id)
+
+
+def tf_configs(spec: RunSpec, hosts: dict[str, str]) -> dict[str, str]:
+    """TF_CONFIG of every pod of a PS_WORKER run, given each pod's `host:port` (shared with the Ray executor)."""
+    cluster: dict[str, list[str]] = {}
+    index: dict[str, int] = {}  # not cluster[kind].index(...): no search per pod (issue 7 B4)
+    for p in spec.pods:
+        members = cluster.setdefault(p.role.lower(), [])
+        index[p.name] = len(members)
+        members.append(hosts[p.name])
+    return {
+        p.name: json.dumps({"cluster": cluster, "task": {"type": p.role.lower(), "index": index[p.name]}})
+        for p in spec.pods
+    }
 
 
 class _SubmitFailed(Exception):

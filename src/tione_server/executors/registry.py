@@ -33,7 +33,16 @@ def _simulate(settings: Settings) -> Executor:
     )
 
 
-EXECUTORS: dict[str, Callable[[Settings], Executor]] = {"local": _local, "simulate": _simulate}
+def _ray(settings: Settings) -> Executor:
+    from tione_server.executors.rayexec import RayExecutor  # never imports ray itself: its driver process does
+
+    return RayExecutor(
+        address=settings.ray_address or "auto", data_dir=Path(settings.data_dir).resolve(),
+        cos_root=settings.cos_dir.resolve(), lost_after=settings.ray_lost_seconds,
+    )  # fmt: skip
+
+
+EXECUTORS: dict[str, Callable[[Settings], Executor]] = {"local": _local, "simulate": _simulate, "ray": _ray}
 """Every executor a server can run with (setting `executor`, `serve --executor`; docs/executors.md)."""
 
 
