@@ -15,7 +15,6 @@ from tione_server.config import Settings
 from tione_server.gateway import Gateway, Scope, Send
 from tione_server.netpolicy import address_policy
 from tione_server.ratelimit import LocalRateLimiter
-from tione_server.replay import SqlNonceStore
 from tione_server.runner import Lease, Runner
 from tione_server.service import TioneService
 from tione_server.store import Store
@@ -58,7 +57,7 @@ def create_app(settings: Settings) -> App:
     """Build the whole server from its settings."""
     store = Store(settings.database_url)
     service = TioneService(settings, store)
-    gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit), SqlNonceStore(store.engine))
+    gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit), store.nonces)
     callbacks = CallbackSender(policy=address_policy(settings.callback_allow))
     lease = Lease(store)
     runner = Runner(

@@ -148,7 +148,7 @@ class Lease:
         if now < self._until - self.ttl / 2:
             return True
         try:
-            held = self.store.hold_lease(self.NAME, self.owner, now, self.ttl)
+            held = self.store.lease.hold(self.NAME, self.owner, now, self.ttl)
         except Exception:
             log.exception("runner lease: database error")
             held = False
@@ -157,7 +157,7 @@ class Lease:
 
     def release(self) -> None:
         if self._until:
-            self.store.release_lease(self.NAME, self.owner)
+            self.store.lease.release(self.NAME, self.owner)
             self._until = 0.0
 
 
@@ -228,7 +228,7 @@ class Runner:
     def tick(self, now: float | None = None) -> bool:
         """One reconcile pass at time `now` (default: the clock); True when any run or pod changed."""
         now = self.clock() if now is None else now
-        items = self.store.live_runs()
+        items = self.store.runs.live()
         changed = False
         for run, task in items:
             waiting = self._backoff.get(run.id)
@@ -250,7 +250,7 @@ class Runner:
         changed |= self._schedule(items, now)
         self._finish_bookkeeping(items, now)
         try:
-            self.store.fold_counts()  # keeps the unfolded count changes that every list reads small
+            self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
         except Exception:
             log.exception("runner: folding task counts failed")
         self._busy = any(
@@ -307,9 +307,9 @@ class Runner:
         return False
 
     def _move(self, run: Run, task: Task, expected: Sequence[str], reason: str = "", **fields: Any) -> bool:
-        """store.transition, and a log line when it happened (issue 7 F16)."""
+        """store.runs.transition, and a log line when it happened (issue 7 F16)."""
         before = run.status
-        if not self.store.transition(run, expected, **fields):
+        if not self.store.runs.transition(run, expected, **fields):
             return False
         state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
         return True
@@ -337,7 +337,7 @@ class Runner:
                     blocked.add(run.pool)  # later submissions to this pool wait their turn
                 message = NEVER_FITS if never else WAITING
                 if run.message != message:
-                    self.store.update_run(run, message=message)
+                    self.store.runs.update(run, message=message)
                 continue
             for pod in run.pods:
                 pod.node = placement.get(pod.name, "")
@@ -349,7 +349,7 @@ class Runner:
                 charge_status=charge, message="",
             ):  # fmt: skip
                 continue
-            self.store.save_pods(run, run.pods)
+            self.store.runs.save_pods(run, run.pods)
             self._account(run, pool_used, node_used)
             changed = True
             try:
@@ -421,12 +421,12 @@ class Runner:
         try:
             self.executor.launch(spec, pods, now)
         except LaunchError as err:
-            self.store.save_pods(run, pods)
+            self.store.runs.save_pods(run, pods)
             for p in pods:
                 p.status = PodStatus.FAILED if p.pid is None else p.status
             self._finish(run, task, TaskStatus.FAILED, str(err), now)
             return
-        self.store.save_pods(run, pods)
+        self.store.runs.save_pods(run, pods)
 
     # -- watching pods --------------------------------------------------------------------------
 
@@ -473,7 +473,7 @@ class Runner:
             self._launch(run, task, _next_batch(missing), now)
             return True
         changed_pods = self._apply(run, seen, now)
-        self.store.save_pods(run, changed_pods)
+        self.store.runs.save_pods(run, changed_pods)
         changed = bool(changed_pods)
         if run.status == TaskStatus.STARTING:
             started = all(p.status != PodStatus.PENDING for p in run.pods)
@@ -496,7 +496,7 @@ class Runner:
         leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if leftovers:  # PS pods after success, the rest after a failure (spec §6.5)
             self.executor.signal(spec, run, leftovers, kill=False, now=now)
-            self.store.update_run(run, term_sent_at=now)
+            self.store.runs.update(run, term_sent_at=now)
         return True
 
     def _stopping(self, run: Run, task: Task, now: float) -> bool:
@@ -507,7 +507,7 @@ class Runner:
             if p.launched_at is None and p.name not in seen and p.status in LIVE_POD_STATUSES:
                 p.status = PodStatus.TERMINATED  # never launched (stopped while PENDING)
                 changed_pods.append(p)
-        self.store.save_pods(run, changed_pods)
+        self.store.runs.save_pods(run, changed_pods)
         live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if live:
             self._terminate(spec, run, live, now)
@@ -527,7 +527,7 @@ class Runner:
             if p.name not in seen:  # never launched
                 p.status = ending
                 changed_pods.append(p)
-        self.store.save_pods(run, changed_pods)
+        self.store.runs.save_pods(run, changed_pods)
         live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if live:
             self._terminate(spec, run, live, now)
@@ -537,10 +537,10 @@ class Runner:
         """SIGTERM once, SIGKILL after the grace period (issue §3)."""
         if run.term_sent_at is None:
             self.executor.signal(spec, run, live, kill=False, now=now)
-            self.store.update_run(run, term_sent_at=now)
+            self.store.runs.update(run, term_sent_at=now)
         elif not run.kill_sent and now - run.term_sent_at >= self.grace:
             self.executor.signal(spec, run, live, kill=True, now=now)
-            self.store.update_run(run, kill_sent=True)
+            self.store.runs.update(run, kill_sent=True)
 
     # -- outcomes and callbacks -------------------------------------------------------------------
 
@@ -589,7 +589,7 @@ class Runner:
                 and not run.callback
                 and not any(p.status in LIVE_POD_STATUSES for p in run.pods)
             ):
-                self.store.update_run(run, live=False)
+                self.store.runs.update(run, live=False)
 
     def _send(self, run: Run, task: Task, now: float) -> None:
         url = str(task.doc.get("CallbackUrl") or "")
@@ -605,4 +605,4 @@ class Runner:
                 offset_hours=self.offset_hours,
             )
             self.callbacks.send(url, body)
-        self.store.update_run(run, callback="")
+        self.store.runs.update(run, callback="")
