@@ -208,6 +208,29 @@ def test_store_keys_create_get_list_revoke(store: Store) -> None:
     assert store.keys.count_active() == 1
 
 
+# -- lease ----------------------------------------------------------------------------------------
+
+
+def test_store_lease_has_one_holder_until_it_expires_or_is_released(database_url: str) -> None:
+    """Runners of two server processes (two Stores on one database) agree on one leader: the holder renews,
+    the other waits for expiry, and a release hands over at once."""
+    first, second = Store(database_url), Store(database_url)
+    try:
+        assert first.lease.hold("runner_lease", "a", now=100.0, ttl=3.0)
+        assert not second.lease.hold("runner_lease", "b", now=101.0, ttl=3.0)
+        assert first.lease.hold("runner_lease", "a", now=102.0, ttl=3.0)  # renewed until 105
+        assert not second.lease.hold("runner_lease", "b", now=104.0, ttl=3.0)
+        assert second.lease.hold("runner_lease", "b", now=105.5, ttl=3.0)  # expired: taken over
+        assert not first.lease.hold("runner_lease", "a", now=106.0, ttl=3.0)
+        second.lease.release("runner_lease", "b")
+        assert first.lease.hold("runner_lease", "a", now=106.5, ttl=3.0)
+        second.lease.release("runner_lease", "b")  # not the holder: nothing changes
+        assert not second.lease.hold("runner_lease", "b", now=107.0, ttl=3.0)
+    finally:
+        first.close()
+        second.close()
+
+
 # -- scopes ---------------------------------------------------------------------------------------
 
 
