@@ -216,16 +216,16 @@ def test_store_lease_has_one_holder_until_it_expires_or_is_released(database_url
     the other waits for expiry, and a release hands over at once."""
     first, second = Store(database_url), Store(database_url)
     try:
-        assert first.lease.hold("runner_lease", "a", now=100.0, ttl=3.0)
-        assert not second.lease.hold("runner_lease", "b", now=101.0, ttl=3.0)
-        assert first.lease.hold("runner_lease", "a", now=102.0, ttl=3.0)  # renewed until 105
-        assert not second.lease.hold("runner_lease", "b", now=104.0, ttl=3.0)
-        assert second.lease.hold("runner_lease", "b", now=105.5, ttl=3.0)  # expired: taken over
-        assert not first.lease.hold("runner_lease", "a", now=106.0, ttl=3.0)
-        second.lease.release("runner_lease", "b")
-        assert first.lease.hold("runner_lease", "a", now=106.5, ttl=3.0)
-        second.lease.release("runner_lease", "b")  # not the holder: nothing changes
-        assert not second.lease.hold("runner_lease", "b", now=107.0, ttl=3.0)
+        assert first.leases.hold("runner_lease", "a", now=100.0, ttl=3.0)
+        assert not second.leases.hold("runner_lease", "b", now=101.0, ttl=3.0)
+        assert first.leases.hold("runner_lease", "a", now=102.0, ttl=3.0)  # renewed until 105
+        assert not second.leases.hold("runner_lease", "b", now=104.0, ttl=3.0)
+        assert second.leases.hold("runner_lease", "b", now=105.5, ttl=3.0)  # expired: taken over
+        assert not first.leases.hold("runner_lease", "a", now=106.0, ttl=3.0)
+        second.leases.release("runner_lease", "b")
+        assert first.leases.hold("runner_lease", "a", now=106.5, ttl=3.0)
+        second.leases.release("runner_lease", "b")  # not the holder: nothing changes
+        assert not second.leases.hold("runner_lease", "b", now=107.0, ttl=3.0)
     finally:
         first.close()
         second.close()

@@ -148,7 +148,7 @@ class Lease:
         if now < self._until - self.ttl / 2:
             return True
         try:
-            held = self.store.lease.hold(self.NAME, self.owner, now, self.ttl)
+            held = self.store.leases.hold(self.NAME, self.owner, now, self.ttl)
         except Exception:
             log.exception("runner lease: database error")
             held = False
@@ -157,7 +157,7 @@ class Lease:
 
     def release(self) -> None:
         if self._until:
-            self.store.lease.release(self.NAME, self.owner)
+            self.store.leases.release(self.NAME, self.owner)
             self._until = 0.0
 
 

@@ -1,5 +1,5 @@
 """Persistence over SQLite (the default) and PostgreSQL, through SQLAlchemy Core: one small class per concept
-(keys, tasks, lifecycle, runs, lease, secrets, nonces) over a shared `Database`, held together by `Store`."""
+(keys, tasks, lifecycle, runs, leases, secrets, nonces) over a shared `Database`, held together by `Store`."""
 
 from tione_server.store.database import SchemaTooNew
 from tione_server.store.store import Store

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tione_server.store.database import Database
 from tione_server.store.keys import Keys
-from tione_server.store.lease import Lease
+from tione_server.store.leases import Leases
 from tione_server.store.lifecycle import Lifecycle
 from tione_server.store.nonces import Nonces
 from tione_server.store.runs import Runs
@@ -34,8 +34,8 @@ class Store:
         """Create, Start, Stop and Delete of a task."""
         self.runs = Runs(self.db, self.scopes)
         """Runs, pods and metrics: the runner's reads and writes."""
-        self.lease = Lease(self.db)
-        """The runner's leadership lease."""
+        self.leases = Leases(self.db)
+        """Leadership leases (the runner's)."""
         self.secrets = Secrets(self.db)
         """Server keys made once per database (log Contexts)."""
         self.nonces = Nonces(self.db)

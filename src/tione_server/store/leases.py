@@ -9,7 +9,7 @@ from tione_server.store.database import Database
 from tione_server.store.schema import meta
 
 
-class Lease:
+class Leases:
     """A lease is the `meta` row `name` holding "<owner> <expiry>"; taking it is a compare-and-set on that row."""
 
     def __init__(self, db: Database) -> None:
