@@ -59,7 +59,7 @@ def _measure(url: str, workdir: Path, args: argparse.Namespace) -> str:
         subprocess.run([str(TIONE_SERVER), *command, "--database", url], check=True, capture_output=True)
     store = Store(url)
     try:
-        key = store.create_key(uin=dataset.MAIN.uin, app_id=dataset.MAIN.app_id, sub_uin=dataset.MAIN.uin)
+        key = store.keys.create(uin=dataset.MAIN.uin, app_id=dataset.MAIN.app_id, sub_uin=dataset.MAIN.uin)
     finally:
         store.close()
     creds = Credentials(key.secret_id, key.secret_key)

@@ -119,7 +119,7 @@ def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -
 def _new_key(db: Database) -> Credentials:
     store = Store(db.url)
     try:
-        key = store.create_key(uin=dataset.MAIN.uin, app_id=dataset.MAIN.app_id, sub_uin=dataset.MAIN.uin)
+        key = store.keys.create(uin=dataset.MAIN.uin, app_id=dataset.MAIN.app_id, sub_uin=dataset.MAIN.uin)
     finally:
         store.close()
     return Credentials(key.secret_id, key.secret_key)

@@ -12,17 +12,17 @@ from tione_server.store.schema import FIRST_ACCOUNT_UID
 def test_account_uid_is_allocated_once_and_kept(database_url: str) -> None:
     store = Store(database_url)
     try:
-        first = store.account_uid("100000000001")
-        second = store.account_uid("100000000002")
+        first = store.accounts.uid("100000000001")
+        second = store.accounts.uid("100000000002")
         assert first == FIRST_ACCOUNT_UID
         assert second == FIRST_ACCOUNT_UID + 1
-        assert store.account_uid("100000000001") == first
+        assert store.accounts.uid("100000000001") == first
     finally:
         store.close()
     reopened = Store(database_url)  # a restarted server (or another one on the database) finds the same uids
     try:
-        assert reopened.account_uid("100000000002") == second
-        assert reopened.account_uid("100000000003") == FIRST_ACCOUNT_UID + 2
+        assert reopened.accounts.uid("100000000002") == second
+        assert reopened.accounts.uid("100000000003") == FIRST_ACCOUNT_UID + 2
     finally:
         reopened.close()
 
@@ -32,7 +32,7 @@ def test_account_uid_racing_servers_never_share_a_uid(database_url: str) -> None
     uins = [f"2000000000{i:02d}" for i in range(24)]
     try:
         with ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(lambda i: (uins[i % 24], stores[i % 4].account_uid(uins[i % 24])), range(96)))
+            got = list(pool.map(lambda i: (uins[i % 24], stores[i % 4].accounts.uid(uins[i % 24])), range(96)))
     finally:
         for s in stores:
             s.close()

@@ -54,7 +54,7 @@ def store(database_url: str) -> Iterator[Store]:
 def scanned_counts(store: Store) -> dict[tuple[object, ...], int]:
     """Per-combination counts computed from the task rows themselves."""
     cols = [tasks.c.scope_id, *(tasks.c[c] for c in COUNTED)]
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         rows = conn.execute(select(*cols, func.count()).group_by(*cols)).all()
     return {tuple(r[:-1]): int(r[-1]) for r in rows}
 
@@ -62,7 +62,7 @@ def scanned_counts(store: Store) -> dict[tuple[object, ...], int]:
 def kept_counts(store: Store) -> dict[tuple[object, ...], int]:
     """What the kept counts say, folded and unfolded together, zero entries left out."""
     found: dict[tuple[object, ...], int] = {}
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         for table, value in ((task_counts, "n"), (count_deltas, "d")):
             cols = [table.c.scope_id, *(table.c[c] for c in COUNTED)]
             for r in conn.execute(select(*cols, table.c[value])):
@@ -99,31 +99,31 @@ def assert_exact(store: Store) -> None:
     assert kept_counts(store) == scanned_counts(store)
     for scope in (A, B):
         for query in queries():
-            _, total = store.list_tasks(scope, query)
+            _, total = store.tasks.list(scope, query)
             everything = TaskQuery(filters=query.filters, tags=query.tags, limit=10**9)
-            with store.engine.connect() as conn:
-                sid = store._scope_id(conn, scope, create=False)
+            with store.db.engine.connect() as conn:
+                sid = store.scopes.id(conn, scope)
             if sid is None:
                 assert total == 0
                 continue
-            with store.engine.connect() as conn:
-                scanned = conn.execute(q.count_by_scan(sid, everything, store.dialect)).scalar_one()
+            with store.db.engine.connect() as conn:
+                scanned = conn.execute(q.count_by_scan(sid, everything, store.db.dialect)).scalar_one()
             assert total == scanned, query
 
 
 def test_counts_follow_imports_reimports_and_deletes(store: Store) -> None:
     rng = random.Random(1)
-    store.put_tasks(make_task(n, rng, A if n % 3 else B) for n in range(1, 301))
+    store.tasks.put(make_task(n, rng, A if n % 3 else B) for n in range(1, 301))
     assert_exact(store)
     # Re-importing ids replaces them (delete + insert): counts move with them. An Id stays in its scope (import
     # refuses to move one, issue 7 E13), so a move across scopes is a direct update here.
-    store.put_tasks(make_task(n, rng, A if n % 3 else B) for n in range(1, 151))
+    store.tasks.put(make_task(n, rng, A if n % 3 else B) for n in range(1, 151))
     assert_exact(store)
-    with store.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
         moved = select(tasks.c.scope_id).where(tasks.c.num == 3).scalar_subquery()
         conn.execute(update(tasks).where(tasks.c.num % 3 != 0, tasks.c.num < 100).values(scope_id=moved))
     assert_exact(store)
-    with store.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
         conn.execute(delete(task_tags).where(task_tags.c.num < 50))
         conn.execute(delete(tasks).where(tasks.c.num < 50))
     assert_exact(store)
@@ -131,23 +131,23 @@ def test_counts_follow_imports_reimports_and_deletes(store: Store) -> None:
 
 def test_counts_follow_status_changes_and_cached_counts_expire(store: Store) -> None:
     rng = random.Random(2)
-    store.put_tasks(make_task(n, rng) for n in range(1, 201))
+    store.tasks.put(make_task(n, rng) for n in range(1, 201))
     assert_exact(store)  # fills the cache for the non-countable queries
-    with store.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
         conn.execute(update(tasks).where(tasks.c.num % 2 == 0).values(status="STOPPING", charge_status="BILLING"))
         conn.execute(update(tasks).where(tasks.c.num % 5 == 0).values(name="resnet-moved"))
     assert_exact(store)
-    store.fold_counts()
+    store.tasks.fold_counts()
     assert_exact(store)
     # A write that touches no filtered column leaves the counts (and the cached ones) valid.
-    with store.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
         conn.execute(update(tasks).values(update_time=tasks.c.update_time + 1))
     assert_exact(store)
 
 
 def test_counts_stay_exact_under_concurrent_writers(store: Store) -> None:
     rng = random.Random(3)
-    store.put_tasks(make_task(n, rng) for n in range(1, 201))
+    store.tasks.put(make_task(n, rng) for n in range(1, 201))
     errors: list[BaseException] = []
 
     def writer(seed: int) -> None:
@@ -158,9 +158,9 @@ def test_counts_stay_exact_under_concurrent_writers(store: Store) -> None:
                 if local.random() < 0.5:
                     # Each writer re-imports its own ids (concurrent imports of one id are not supported).
                     own = [1000 * (seed + 1) + n for n in nums]
-                    store.put_tasks(make_task(n, local, A if n % 2 else B) for n in own)
+                    store.tasks.put(make_task(n, local, A if n % 2 else B) for n in own)
                 else:
-                    with store.engine.begin() as conn:
+                    with store.db.engine.begin() as conn:
                         conn.execute(update(tasks).where(tasks.c.num.in_(nums)).values(status=local.choice(STATUSES)))
         except BaseException as err:  # reported below, on the test's own thread
             errors.append(err)
@@ -177,10 +177,10 @@ def test_counts_stay_exact_under_concurrent_writers(store: Store) -> None:
 def test_counts_are_rebuilt_when_upgrading_a_version_2_database(database_url: str) -> None:
     store = Store(database_url)
     rng = random.Random(4)
-    store.put_tasks(make_task(n, rng, A if n % 2 else B) for n in range(1, 101))
+    store.tasks.put(make_task(n, rng, A if n % 2 else B) for n in range(1, 101))
     # Make it look like a version-2 database: no counts, no triggers, no gen column.
-    with store.engine.begin() as conn:
-        if store.dialect == "postgresql":
+    with store.db.engine.begin() as conn:
+        if store.db.dialect == "postgresql":
             for trig in ("tione_tasks_ins", "tione_tasks_del", "tione_tasks_upd"):
                 conn.execute(text(f"DROP TRIGGER {trig} ON tasks"))
         else:
@@ -192,9 +192,9 @@ def test_counts_are_rebuilt_when_upgrading_a_version_2_database(database_url: st
     store.close()
     upgraded = Store(database_url)
     try:
-        assert upgraded.schema_version() == SCHEMA_VERSION  # version 3 and every later step
+        assert upgraded.db.schema_version() == SCHEMA_VERSION  # version 3 and every later step
         assert_exact(upgraded)
-        upgraded.put_tasks(make_task(n, rng, A if n % 2 else B) for n in range(90, 130))
+        upgraded.tasks.put(make_task(n, rng, A if n % 2 else B) for n in range(90, 130))
         assert_exact(upgraded)
     finally:
         upgraded.close()

@@ -51,7 +51,7 @@ def test_store_accepts_postgres_scheme_when_reachable() -> None:
     plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgres://")
     store = Store(plain)
     try:
-        assert store.dialect == "postgresql"
+        assert store.db.dialect == "postgresql"
     finally:
         store.close()
 

@@ -97,7 +97,7 @@ class Env:
 
     def key(self, uin: str, sub_uin: str | None = None) -> Key:
         """A new key for the account, created the way `tione-server keys create` does."""
-        k = self.store.create_key(uin=uin, app_id=uin, sub_uin=sub_uin or uin)
+        k = self.store.keys.create(uin=uin, app_id=uin, sub_uin=sub_uin or uin)
         return Key(k.secret_id, k.secret_key, k.uin, k.app_id, k.sub_uin)
 
 

@@ -133,7 +133,7 @@ def _genuine(srv: Server, run: str) -> str:
 
 def _sealed(srv: Server, run: str, **changes: Any) -> str:
     """A Context signed with the server's real key, claiming `changes` (as if the key had leaked)."""
-    key = Store(srv.database_url).secret(CONTEXT_KEY)
+    key = Store(srv.database_url).secrets.get(CONTEXT_KEY)
     payload = json.loads(base64.urlsafe_b64decode(_genuine(srv, run))[1:-32])
     return seal(json.dumps(payload | changes).encode(), key)
 

@@ -195,7 +195,7 @@ def test_create_training_task_large_task_launches_a_batch_per_runner_pass(tmp_pa
         launched: list[list[str]] = []
         for k in range(4):
             h.tick(T0 + 1 + k * 0.1)
-            run = h.store.get_run(run_id)
+            run = h.store.runs.get(run_id)
             assert run is not None
             launched.append([p.role for p in run.pods if p.launched_at is not None])
         assert [len(roles) for roles in launched] == [LAUNCH_BATCH, 2 * LAUNCH_BATCH, 131, 131]

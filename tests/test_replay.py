@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from tione_server.replay import NONCE_CHARS, PRUNE_EVERY, SqlNonceStore
 from tione_server.store import Store
+from tione_server.store.nonces import NONCE_CHARS, PRUNE_EVERY
 from tione_server.store.schema import nonces
 
 
@@ -25,12 +25,12 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def _rows(store: Store) -> list[tuple[str, str, int]]:
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         return [(r.secret_id, r.nonce, r.expires_at) for r in conn.execute(select(nonces))]
 
 
 def test_nonce_store_accepts_a_pair_once_until_it_expires(store: Store) -> None:
-    n = SqlNonceStore(store.engine)
+    n = store.nonces
     assert n.accept("AKID1", "42", expires_at=1300, now=1000)
     assert not n.accept("AKID1", "42", expires_at=1300, now=1000)
     assert not n.accept("AKID1", "42", expires_at=1600, now=1300)  # still remembered at its expiry second
@@ -41,7 +41,7 @@ def test_nonce_store_accepts_a_pair_once_until_it_expires(store: Store) -> None:
 
 def test_nonce_store_keeps_long_nonces_small(store: Store) -> None:
     """v1 allows a Nonce of any length; PostgreSQL refuses index entries over ~2.7 KB, so long ones are hashed."""
-    n = SqlNonceStore(store.engine)
+    n = store.nonces
     long = "9" * 5000
     assert n.accept("AKID1", long, expires_at=1300, now=1000)
     assert not n.accept("AKID1", long, expires_at=1300, now=1000)
@@ -51,7 +51,8 @@ def test_nonce_store_keeps_long_nonces_small(store: Store) -> None:
 
 def test_nonce_store_is_shared_by_workers(store: Store) -> None:
     """Two stores on one database (two workers) accept each of 30 nonces offered to both at once exactly once."""
-    workers = [SqlNonceStore(store.engine), SqlNonceStore(Store(store.url).engine)]
+    other = Store(store.db.url)
+    workers = [store.nonces, other.nonces]
     wins = [0, 0]
     barrier = threading.Barrier(2)
 
@@ -65,17 +66,17 @@ def test_nonce_store_is_shared_by_workers(store: Store) -> None:
         t.start()
     for t in threads:
         t.join()
-    workers[1].engine.dispose()
+    other.close()
     assert sum(wins) == 30
 
 
 def test_nonce_store_prunes_expired_rows(store: Store) -> None:
     """Rows past their expiry are deleted as new nonces arrive, so the table holds about one window's worth."""
-    n = SqlNonceStore(store.engine)
+    n = store.nonces
     for k in range(PRUNE_EVERY):
         assert n.accept("AKID1", f"old{k}", expires_at=1300, now=1000)
     for k in range(PRUNE_EVERY + 1):
         assert n.accept("AKID1", f"new{k}", expires_at=2000, now=1700)
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         left = conn.execute(select(func.count()).select_from(nonces).where(nonces.c.expires_at < 1700)).scalar()
     assert left == 0

@@ -32,7 +32,7 @@ def store(database_url: str) -> Iterator[Store]:
 
 def _leader_pid(store: Store) -> int | None:
     """The process id in the name of the unexpired lease's holder (`host:pid:id`, runner.Lease)."""
-    held = store.lease_holder(Lease.NAME)
+    held = store.leases.holder(Lease.NAME)
     if held is None or held[1] <= time.time():
         return None
     return int(held[0].split(":")[1])

@@ -25,8 +25,9 @@ import pytest
 from tests.live import Server, free_port, running_server
 from tests.rawhttp import V1, Creds, RawClient, tc3_request, v1_request
 from tione_server.ratelimit import LocalRateLimiter, RateLimiter
-from tione_server.replay import NonceStore, SqlNonceStore
+from tione_server.replay import NonceStore
 from tione_server.store import Store
+from tione_server.store.nonces import Nonces
 
 redis = pytest.importorskip("redis", reason="the redis package is not installed: Redis tests skipped")
 
@@ -145,10 +146,10 @@ def make_nonces(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Cal
     store = Store(sqlite_url)
     try:
         if request.param == "database":
-            yield lambda: SqlNonceStore(store.engine)
+            yield lambda: Nonces(store.db)
         else:
             url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("prefix")
-            yield lambda: RedisNonceStore(RedisLink(url, prefix), SqlNonceStore(store.engine))
+            yield lambda: RedisNonceStore(RedisLink(url, prefix), Nonces(store.db))
     finally:
         store.close()
 
@@ -177,7 +178,7 @@ def test_nonce_store_forgets_a_pair_after_its_second(make_nonces: Callable[[], N
 def test_nonce_store_redis_race_has_one_winner(redis_url: str, prefix: str, sqlite_url: str) -> None:
     """Two workers offered each of 30 nonces at once: SET NX lets exactly one accept each."""
     store = Store(sqlite_url)
-    workers = [RedisNonceStore(RedisLink(redis_url, prefix), SqlNonceStore(store.engine)) for _ in range(2)]
+    workers = [RedisNonceStore(RedisLink(redis_url, prefix), Nonces(store.db)) for _ in range(2)]
     wins = [0, 0]
     barrier = threading.Barrier(2)
     now = time.time()
@@ -207,7 +208,7 @@ def test_ratelimit_redis_unreachable_fails_open_and_logs_once_a_minute(
         link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", "p:", clock=lambda: clock[0])  # nobody listens
         limiter = RedisRateLimiter(link, 1)
         store = Store(sqlite_url)
-        nonces = RedisNonceStore(link, SqlNonceStore(store.engine))
+        nonces = RedisNonceStore(link, Nonces(store.db))
         for step in range(40):  # 40 s of requests while Redis is away
             clock[0] += 1.0
             assert [limiter.hit("100000000001", "DescribeTrainingTasks", 5000.0) for _ in range(3)] == [None] * 3

@@ -20,8 +20,8 @@ from tione_server.executors.base import RunSpec
 from tione_server.executors.local import LocalExecutor, handle, proc_stat
 from tione_server.models import FieldFilter, Pod, Run, Scope, TagCondition, Task, TaskQuery
 from tione_server.store import Store
+from tione_server.store.database import SchemaTooNew
 from tione_server.store.schema import SCHEMA_VERSION, meta
-from tione_server.store.store import SchemaTooNew
 
 A = Scope(uin="100000000001", region="ap-guangzhou", project="")
 T = 1748427513  # 2025-05-28T18:18:33+08
@@ -71,7 +71,7 @@ def store(database_url: str) -> Iterator[Store]:
 
 def ids(store: Store, scope: Scope = A, query: TaskQuery | None = None) -> tuple[list[str], int]:
     """(ids of one page, total) for a query (default: everything, newest update first)."""
-    found, total = store.list_tasks(scope, query or TaskQuery(limit=50))
+    found, total = store.tasks.list(scope, query or TaskQuery(limit=50))
     return [t.id for t in found], total
 
 
@@ -80,16 +80,16 @@ def ids(store: Store, scope: Scope = A, query: TaskQuery | None = None) -> tuple
 
 def test_store_schema_is_created_once_and_versioned(database_url: str) -> None:
     first = Store(database_url)
-    assert first.schema_version() == SCHEMA_VERSION
-    first.put_tasks([task(1)])
-    key = first.create_key("100000000001", "100000000001", "100000000001")
+    assert first.db.schema_version() == SCHEMA_VERSION
+    first.tasks.put([task(1)])
+    key = first.keys.create("100000000001", "100000000001", "100000000001")
     first.close()
     again = Store(database_url)  # a second start: nothing re-created, nothing lost
     try:
-        assert again.schema_version() == SCHEMA_VERSION
-        assert again.get_task(A, "train-1") == task(1)
-        assert again.get_key(key.secret_id) == key
-        with again.engine.connect() as conn:
+        assert again.db.schema_version() == SCHEMA_VERSION
+        assert again.tasks.get(A, "train-1") == task(1)
+        assert again.keys.get(key.secret_id) == key
+        with again.db.engine.connect() as conn:
             rows = conn.execute(select(func.count()).select_from(meta).where(meta.c.key == "schema_version"))
             assert rows.scalar_one() == 1
     finally:
@@ -98,7 +98,7 @@ def test_store_schema_is_created_once_and_versioned(database_url: str) -> None:
 
 def test_store_refuses_a_newer_schema(database_url: str) -> None:
     first = Store(database_url)
-    with first.engine.begin() as conn:
+    with first.db.engine.begin() as conn:
         conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION + 1)))
     first.close()
     with pytest.raises(SchemaTooNew):
@@ -109,16 +109,16 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
     store = Store(database_url)
     run = Run(num=10, id="train-1-aaaaaaaaaaaa", task_num=1, task_id="train-1", status="RUNNING",
               charge_status="BILLING", operation="CREATE", requested_at=T)  # fmt: skip
-    store.create_task(task(1, status="RUNNING"), run, max_active=10)
+    store.lifecycle.create(task(1, status="RUNNING"), run, max_active=10)
     live = Pod(name=f"{run.id}-worker-0", role="WORKER", index=0, status="RUNNING", launched_at=T)
     done = Pod(name=f"{run.id}-worker-1", role="WORKER", index=1, status="SUCCEEDED", launched_at=T, exit_code=0)
-    assert store.transition(run, ["RUNNING"], pods_insert=[live, done], status="RUNNING")
+    assert store.runs.transition(run, ["RUNNING"], pods_insert=[live, done], status="RUNNING")
     sleeper = subprocess.Popen(["sleep", "30"])  # the live pod's process, running through the upgrade
     try:
         stat = proc_stat(sleeper.pid)
         assert stat is not None
         # Make it a version-3 database: process ids in three columns, no handle.
-        with store.engine.begin() as conn:
+        with store.db.engine.begin() as conn:
             conn.execute(text("ALTER TABLE pods DROP COLUMN handle"))
             for column, kind in (("pid", "INTEGER"), ("pgid", "INTEGER"), ("proc_start", "BIGINT")):
                 conn.execute(text(f"ALTER TABLE pods ADD COLUMN {column} {kind}"))
@@ -129,8 +129,8 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
             conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="3"))
         store.close()
         store = Store(database_url)
-        assert store.schema_version() == SCHEMA_VERSION == 4
-        upgraded = store.get_run(run.id)
+        assert store.db.schema_version() == SCHEMA_VERSION == 4
+        upgraded = store.runs.get(run.id)
         assert upgraded is not None
         assert json.loads(upgraded.pods[0].handle) == json.loads(handle(sleeper.pid, stat[1]))
         assert upgraded.pods[1].handle == ""  # an ended pod is never observed again: it needs none
@@ -146,8 +146,8 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
         assert executor.observe(spec, upgraded, T)[live.name].phase == "LOST"
         # Pods are written and read as before, the old columns left aside.
         upgraded.pods[0].status, upgraded.pods[0].handle = "FAILED", "changed"
-        store.save_pods(upgraded, upgraded.pods[:1])
-        again = store.get_run(run.id)
+        store.runs.save_pods(upgraded, upgraded.pods[:1])
+        again = store.runs.get(run.id)
         assert again is not None
         assert again.pods == upgraded.pods
     finally:
@@ -162,16 +162,16 @@ def test_store_secret_is_made_once_and_shared(database_url: str) -> None:
     stores = [Store(database_url) for _ in range(4)]
     try:
         with ThreadPoolExecutor(len(stores)) as pool:
-            keys = list(pool.map(lambda s: s.secret("log_context"), stores))
+            keys = list(pool.map(lambda s: s.secrets.get("log_context"), stores))
         assert len(keys[0]) == 32
         assert keys == [keys[0]] * len(stores)
-        assert stores[0].secret("other") not in (keys[0], b"")
+        assert stores[0].secrets.get("other") not in (keys[0], b"")
     finally:
         for s in stores:
             s.close()
     again = Store(database_url)
     try:
-        assert again.secret("log_context") == keys[0]
+        assert again.secrets.get("log_context") == keys[0]
     finally:
         again.close()
 
@@ -182,20 +182,20 @@ def test_store_secret_is_made_once_and_shared(database_url: str) -> None:
 def test_store_task_round_trip(store: Store) -> None:
     full = task(1329791605108055040, name="训练-Éé%_\\", start=100, end=3702, tags=[("team", "ml"), ("a", "")])
     bare = task(7, name="bare")
-    assert store.put_tasks([full, bare]) == 2
-    assert store.get_task(A, full.id) == full
-    assert store.get_task(A, bare.id) == bare
-    page, total = store.list_tasks(A, TaskQuery(limit=50))
+    assert store.tasks.put([full, bare]) == 2
+    assert store.tasks.get(A, full.id) == full
+    assert store.tasks.get(A, bare.id) == bare
+    page, total = store.tasks.list(A, TaskQuery(limit=50))
     assert (page, total) == ([full, bare], 2)  # equal update times: the larger id first
-    assert store.get_task(A, "train-8") is None
-    assert store.get_task(A, "not-an-id") is None
+    assert store.tasks.get(A, "train-8") is None
+    assert store.tasks.get(A, "not-an-id") is None
 
 
 def test_store_reput_replaces_the_task_and_its_tags(store: Store) -> None:
-    store.put_tasks([task(1, name="old", tags=[("k1", "v1"), ("k2", "v2")]), task(2, tags=[("k1", "v1")])])
+    store.tasks.put([task(1, name="old", tags=[("k1", "v1"), ("k2", "v2")]), task(2, tags=[("k1", "v1")])])
     new = task(1, name="new", status="FAILED", tags=[("k3", "v3")])
-    store.put_tasks([new])
-    assert store.get_task(A, "train-1") == new
+    store.tasks.put([new])
+    assert store.tasks.get(A, "train-1") == new
     assert ids(store) == (["train-2", "train-1"], 2)
     with_k1 = TaskQuery(tags=(TagCondition("k1", ()),), limit=50)
     assert ids(store, query=with_k1) == (["train-2"], 1)
@@ -205,10 +205,10 @@ def test_store_reput_replaces_the_task_and_its_tags(store: Store) -> None:
 def test_store_repeated_id_in_one_put_last_wins_across_batches(store: Store) -> None:
     seen: list[int] = []
     many = [task(n) for n in range(1, 2101)] + [task(1, name="last")]
-    store.put_tasks(many, progress=seen.append)
+    store.tasks.put(many, progress=seen.append)
     assert sum(seen) == len(many)
     assert len(seen) >= 2  # progress is reported batch by batch
-    got = store.get_task(A, "train-1")
+    got = store.tasks.get(A, "train-1")
     assert got is not None
     assert got.name == "last"
     assert ids(store)[1] == 2100
@@ -223,11 +223,11 @@ def test_store_failed_put_leaves_no_trace(store: Store, database_url: str) -> No
         raise ValueError("item 2501 is bad")
 
     with pytest.raises(ValueError, match="item 2501"):
-        store.put_tasks(items())
-    assert store.get_task(a, "train-1") is None
+        store.tasks.put(items())
+    assert store.tasks.get(a, "train-1") is None
     # The rolled-back scope must not linger, in the database or in this Store's memory.
-    store.put_tasks([task(3000, b)])
-    store.put_tasks([task(4000, a)])
+    store.tasks.put([task(3000, b)])
+    store.tasks.put([task(4000, a)])
     assert ids(store, b) == (["train-3000"], 1)
     assert ids(store, a) == (["train-4000"], 1)
     fresh = Store(database_url)
@@ -242,27 +242,27 @@ def test_store_failed_put_leaves_no_trace(store: Store, database_url: str) -> No
 
 
 def test_store_keys_create_get_list_revoke(store: Store) -> None:
-    assert store.list_keys() == []
-    k1 = store.create_key("100000000001", "1250000000", "100000000001")
-    k2 = store.create_key("100000000002", "100000000002", "200000000002")
+    assert store.keys.list() == []
+    k1 = store.keys.create("100000000001", "1250000000", "100000000001")
+    k2 = store.keys.create("100000000002", "100000000002", "200000000002")
     assert k1.secret_id.startswith("AKID")
     assert len(k1.secret_id) == 36
     assert set(k1.secret_id[4:] + k1.secret_key) <= set(string.ascii_letters + string.digits)
     assert len(k1.secret_key) == 32
     assert k1.secret_id != k2.secret_id
     assert (k1.uin, k1.app_id, k1.sub_uin, k1.revoked) == ("100000000001", "1250000000", "100000000001", False)
-    assert store.get_key(k1.secret_id) == k1
-    assert store.get_key("AKIDunknown") is None
-    assert {k.secret_id for k in store.list_keys()} == {k1.secret_id, k2.secret_id}
-    assert store.count_active_keys() == 2
-    assert store.revoke_key(k1.secret_id) is True
-    assert store.revoke_key(k1.secret_id) is False  # already revoked
-    assert store.revoke_key("AKIDunknown") is False
-    revoked = store.get_key(k1.secret_id)
+    assert store.keys.get(k1.secret_id) == k1
+    assert store.keys.get("AKIDunknown") is None
+    assert {k.secret_id for k in store.keys.list()} == {k1.secret_id, k2.secret_id}
+    assert store.keys.count_active() == 2
+    assert store.keys.revoke(k1.secret_id) is True
+    assert store.keys.revoke(k1.secret_id) is False  # already revoked
+    assert store.keys.revoke("AKIDunknown") is False
+    revoked = store.keys.get(k1.secret_id)
     assert revoked is not None
     assert revoked.revoked is True
     assert revoked.secret_key == k1.secret_key
-    assert store.count_active_keys() == 1
+    assert store.keys.count_active() == 1
 
 
 # -- scopes ---------------------------------------------------------------------------------------
@@ -275,14 +275,14 @@ def test_store_scopes_isolate(store: Store) -> None:
         Scope(A.uin, "ap-shanghai", A.project),
         Scope(A.uin, A.region, "ws-1"),
     ]
-    store.put_tasks([task(10 + i, s) for i, s in enumerate(scopes)])
+    store.tasks.put([task(10 + i, s) for i, s in enumerate(scopes)])
     for i, s in enumerate(scopes):
         assert ids(store, s) == ([f"train-{10 + i}"], 1)
         for j, other in enumerate(scopes):
-            found = store.get_task(other, f"train-{10 + i}")
+            found = store.tasks.get(other, f"train-{10 + i}")
             assert (found is not None) == (i == j)
     assert ids(store, Scope("100000000003", A.region, A.project)) == ([], 0)
-    assert store.get_task(Scope("100000000003", A.region, A.project), "train-10") is None
+    assert store.tasks.get(Scope("100000000003", A.region, A.project), "train-10") is None
 
 
 # -- queries --------------------------------------------------------------------------------------
@@ -294,10 +294,10 @@ def _name(*values: str, fuzzy: bool = True, negative: bool = False) -> TaskQuery
 
 def test_store_query_text_matching(store: Store) -> None:
     names = ["Éclair", "éclair", "100%", "a_b", "axb", "c:\\d", "训练"]
-    store.put_tasks([task(i + 1, name=n) for i, n in enumerate(names)])
+    store.tasks.put([task(i + 1, name=n) for i, n in enumerate(names)])
 
     def hits(query: TaskQuery) -> set[str]:
-        found, total = store.list_tasks(A, query)
+        found, total = store.tasks.list(A, query)
         assert total == len(found)
         return {t.name for t in found}
 
@@ -319,7 +319,7 @@ def test_store_query_text_matching(store: Store) -> None:
 
 
 def test_store_query_order_and_paging(store: Store) -> None:
-    store.put_tasks(
+    store.tasks.put(
         [
             task(9, start=None, update=5),
             task(10, start=3, update=5),

@@ -92,7 +92,7 @@ def test_create_training_task_names_of_a_database_from_before_task_names(backend
         with running_server(url, tmp_path, extra_args=SIMULATE) as srv:
             srv.call("CreateTrainingTask", task_params("before", "true"))
         store = Store(url)
-        with store.engine.begin() as conn:
+        with store.db.engine.begin() as conn:
             conn.execute(text("DROP TABLE task_names"))  # what a database of the previous release looks like
         store.close()
         with running_server(url, tmp_path, extra_args=SIMULATE) as srv:

@@ -18,7 +18,7 @@ from tione_server.health import PATHS, LeaderWatch, Probes
 from tione_server.metrics import StoreCollector
 from tione_server.netpolicy import address_policy
 from tione_server.ratelimit import LocalRateLimiter, RateLimiter
-from tione_server.replay import NonceStore, SqlNonceStore
+from tione_server.replay import NonceStore
 from tione_server.runner import Lease, Runner
 from tione_server.service import TioneService
 from tione_server.store import Store
@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> App:
 def _shared_state(settings: Settings, store: Store) -> tuple[RateLimiter, NonceStore]:
     """The rate limiter and nonce memory: in Redis when configured (issue 10 item 9), shared by every worker and
     replica; else windows in this process and nonces in the database."""
-    database_nonces = SqlNonceStore(store.engine)
+    database_nonces = store.nonces
     if settings.redis_url is None:
         return LocalRateLimiter(settings.rate_limit), database_nonces
     from tione_server.redisstate import RedisLink, RedisNonceStore, RedisRateLimiter  # the optional [redis] extra

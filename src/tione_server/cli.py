@@ -191,7 +191,7 @@ def serve(
         app = create_app(settings)
     except DatabaseError as err:
         _fail(str(err))
-    click.echo(_banner(settings, workers, has_keys=app.store.count_active_keys() > 0), err=True)
+    click.echo(_banner(settings, workers, has_keys=app.store.keys.count_active() > 0), err=True)
     if not tls_cert and not is_loopback(host):
         click.echo(PLAINTEXT_WARNING.format(host=host), err=True)  # issue 7 C8
     # uvicorn's own INFO lines repeat the banner; it speaks at warning unless asked for debug or error only.
@@ -309,7 +309,7 @@ def keys_create(uin: str, app_id: str | None, sub_uin: str | None, as_json: bool
     """Create a key; its SecretKey is shown only this once."""
     _require_digits(uin, "--uin")
     store = _open_store(_settings(database_url=database))
-    key = store.create_key(uin=uin, app_id=app_id or uin, sub_uin=sub_uin or uin)
+    key = store.keys.create(uin=uin, app_id=app_id or uin, sub_uin=sub_uin or uin)
     if as_json:
         record = {"SecretId": key.secret_id, "SecretKey": key.secret_key, "Uin": key.uin}
         record |= {"AppId": key.app_id, "SubUin": key.sub_uin}
@@ -324,7 +324,7 @@ def keys_create(uin: str, app_id: str | None, sub_uin: str | None, as_json: bool
 def keys_list(database: str | None) -> None:
     """List keys (never their secrets)."""
     store = _open_store(_settings(database_url=database))
-    for k in store.list_keys():
+    for k in store.keys.list():
         state = "revoked" if k.revoked else "active"
         click.echo(f"{k.secret_id}  uin={k.uin} app_id={k.app_id} sub_uin={k.sub_uin}  {state}")
 
@@ -335,7 +335,7 @@ def keys_list(database: str | None) -> None:
 def keys_revoke(secret_id: str, database: str | None) -> None:
     """Revoke a key: requests it signs are refused from now on."""
     store = _open_store(_settings(database_url=database))
-    if not store.revoke_key(secret_id):
+    if not store.keys.revoke(secret_id):
         click.echo(f"No active key {secret_id}.", err=True)
         sys.exit(1)
     click.echo(f"Revoked {secret_id}.")

@@ -297,7 +297,7 @@ class Gateway:
         # PostgreSQL cannot even compare) is not a key and never reaches the store.
         if not secret_id or not (secret_id.isascii() and secret_id.isprintable()) or " " in secret_id:
             raise InvalidSecretId("The SecretId is not a valid cloud API key.")
-        key = self.store.get_key(secret_id)
+        key = self.store.keys.get(secret_id)
         if key is None or key.revoked:
             raise SecretIdNotFound()
         return key

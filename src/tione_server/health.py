@@ -111,7 +111,7 @@ class Probes:
         return ready, ["ready" if ready else "not ready", *lines]
 
     def _database(self) -> str | None:
-        with self.store.engine.connect() as conn:
+        with self.store.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return None
 
@@ -119,7 +119,7 @@ class Probes:
         """Known when a runner holds an unexpired lease; while none does (its holder just died), this process's
         runner being alive is enough: it takes the lease within the lease's TTL."""
         now = self.clock()
-        lease = self.store.lease_holder(metrics.LEASE)
+        lease = self.store.leases.holder(metrics.LEASE)
         if lease is not None and lease[1] > now:
             return None
         if self.watch.alive(now):

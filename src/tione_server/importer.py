@@ -233,7 +233,7 @@ def import_file(
             to_task(label, raw, uin=uin, app_id=app_id, scope=scope, offset_hours=settings.time_offset_hours)
             for label, raw in read_items(path)
         )
-        return store.put_tasks(tasks, progress=progress)
+        return store.tasks.put(tasks, progress=progress)
     except msgspec.DecodeError as err:
         raise ImportError_(f"the file is not valid JSON: {err}") from None
     except IdElsewhere as err:
@@ -255,7 +255,7 @@ def check_region(region: str, settings: Settings) -> None:
 def account_app_id(store: Store, uin: str, given: str | None) -> str:
     """The AppId that items without one show: the account's, from its keys (issue 7 E13: never the UIN).
     `given` (`--app-id`) names it for an account without keys, and must agree with the keys of one that has."""
-    known = sorted({k.app_id for k in store.list_keys() if k.uin == uin})
+    known = sorted({k.app_id for k in store.keys.list() if k.uin == uin})
     if given is not None and known and given not in known:
         raise ImportError_(f"`--app-id` {given} is not the AppId of account {uin} ({', '.join(known)}, from its keys)")
     if given is not None:

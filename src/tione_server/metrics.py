@@ -140,7 +140,7 @@ class StoreCollector(Collector):
         return [up, *found]
 
     def _gauges(self, now: float) -> list[Metric]:
-        engine = self.store.engine
+        engine = self.store.db.engine
         tasks = GaugeMetricFamily("tione_tasks", "Tasks by status, every account together.", labels=["status"])
         for status, n in sorted(tasks_by_status(engine).items()):
             tasks.add_metric([status], n)
@@ -164,7 +164,7 @@ class StoreCollector(Collector):
             "tione_runner_lease_expires_in_seconds",
             "Seconds until the runner lease expires unless renewed (<= 0: free).",
         )
-        lease = self.store.lease_holder(LEASE)
+        lease = self.store.leases.holder(LEASE)
         if lease is not None and lease[1] > now:
             holder.add_metric([lease[0]], 1)
         expires.add_metric([], 0.0 if lease is None else lease[1] - now)

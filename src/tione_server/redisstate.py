@@ -19,7 +19,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tione_server import metrics
-from tione_server.replay import NonceStore, nonce_key
+from tione_server.replay import NonceStore
+from tione_server.store.nonces import nonce_key
 
 log = logging.getLogger("tione_server.redis")
 

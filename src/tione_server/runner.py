@@ -178,7 +178,7 @@ class Lease:
         if now < self._until - self.ttl / 2:
             return True
         try:
-            held = self.store.hold_lease(self.NAME, self.owner, now, self.ttl)
+            held = self.store.leases.hold(self.NAME, self.owner, now, self.ttl)
         except Exception:
             log.exception("runner lease: database error")
             held = False
@@ -187,7 +187,7 @@ class Lease:
 
     def release(self) -> None:
         if self._until:
-            self.store.release_lease(self.NAME, self.owner)
+            self.store.leases.release(self.NAME, self.owner)
             self._until = 0.0
 
 
@@ -260,7 +260,7 @@ class Runner:
     def tick(self, now: float | None = None) -> bool:
         """One reconcile pass at time `now` (default: the clock); True when any run or pod changed."""
         now = self.clock() if now is None else now
-        items = self.store.live_runs()
+        items = self.store.runs.live()
         changed = False
         for run, task in items:
             waiting = self._backoff.get(run.id)
@@ -288,7 +288,7 @@ class Runner:
             except Exception:
                 log.exception("runner: sweeping the executor's leftovers failed")
         try:
-            self.store.fold_counts()  # keeps the unfolded count changes that every list reads small
+            self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
         except Exception:
             log.exception("runner: folding task counts failed")
         self._busy = any(
@@ -347,7 +347,7 @@ class Runner:
     def _move(self, run: Run, task: Task, expected: Sequence[str], reason: str = "", **fields: Any) -> bool:
         """store.transition, and a log line when it happened (issue 7 F16)."""
         before = run.status
-        if not self.store.transition(run, expected, **fields):
+        if not self.store.runs.transition(run, expected, **fields):
             return False
         state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
         return True
@@ -367,7 +367,7 @@ class Runner:
             offer = plan.offer(run.pool, demands)
             if offer.slots is None:
                 if run.message != offer.message:
-                    self.store.update_run(run, message=offer.message)
+                    self.store.runs.update(run, message=offer.message)
                 continue
             for pod, slot in zip(run.pods, offer.slots, strict=True):
                 pod.node = slot.node
@@ -394,7 +394,7 @@ class Runner:
                 if placed.blocks:
                     blocked.add(run.pool)
                 if run.message != placed.message:
-                    self.store.update_run(run, message=placed.message)
+                    self.store.runs.update(run, message=placed.message)
                 continue
             changed |= self._grant(run, task, now)
         return changed
@@ -407,7 +407,7 @@ class Runner:
             charge_status=charge, message="",
         ):  # fmt: skip
             return False
-        self.store.save_pods(run, run.pods)
+        self.store.runs.save_pods(run, run.pods)
         try:
             self._launch(run, task, _next_batch(run.pods), now)
         except Exception:  # launched again from STARTING, after a backoff
@@ -420,13 +420,13 @@ class Runner:
             handles = self.executor.launch(spec, pods, now)
         except LaunchError as err:
             _launched(pods, err.handles, now)  # the pods it did start are watched until they are gone
-            self.store.save_pods(run, pods)
+            self.store.runs.save_pods(run, pods)
             for p in pods:
                 p.status = PodStatus.FAILED if p.launched_at is None else p.status
             self._finish(run, task, TaskStatus.FAILED, str(err), now)
             return
         _launched(pods, handles, now)
-        self.store.save_pods(run, pods)
+        self.store.runs.save_pods(run, pods)
 
     # -- watching pods --------------------------------------------------------------------------
 
@@ -473,7 +473,7 @@ class Runner:
             self._launch(run, task, _next_batch(missing), now)
             return True
         changed_pods = self._apply(run, seen, now)
-        self.store.save_pods(run, changed_pods)
+        self.store.runs.save_pods(run, changed_pods)
         changed = bool(changed_pods)
         if run.status == TaskStatus.STARTING:
             started = all(p.status != PodStatus.PENDING for p in run.pods)
@@ -496,7 +496,7 @@ class Runner:
         leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if leftovers:  # PS pods after success, the rest after a failure (spec §6.5)
             self.executor.signal(spec, run, leftovers, kill=False, now=now)
-            self.store.update_run(run, term_sent_at=now)
+            self.store.runs.update(run, term_sent_at=now)
         return True
 
     def _stopping(self, run: Run, task: Task, now: float) -> bool:
@@ -507,7 +507,7 @@ class Runner:
             if p.launched_at is None and p.name not in seen and p.status in LIVE_POD_STATUSES:
                 p.status = PodStatus.TERMINATED  # never launched (stopped while PENDING)
                 changed_pods.append(p)
-        self.store.save_pods(run, changed_pods)
+        self.store.runs.save_pods(run, changed_pods)
         live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if live:
             self._terminate(spec, run, live, now)
@@ -527,7 +527,7 @@ class Runner:
             if p.name not in seen:  # never launched
                 p.status = ending
                 changed_pods.append(p)
-        self.store.save_pods(run, changed_pods)
+        self.store.runs.save_pods(run, changed_pods)
         live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if live:
             self._terminate(spec, run, live, now)
@@ -537,10 +537,10 @@ class Runner:
         """SIGTERM once, SIGKILL after the grace period (issue §3)."""
         if run.term_sent_at is None:
             self.executor.signal(spec, run, live, kill=False, now=now)
-            self.store.update_run(run, term_sent_at=now)
+            self.store.runs.update(run, term_sent_at=now)
         elif not run.kill_sent and now - run.term_sent_at >= self.grace:
             self.executor.signal(spec, run, live, kill=True, now=now)
-            self.store.update_run(run, kill_sent=True)
+            self.store.runs.update(run, kill_sent=True)
 
     # -- outcomes and callbacks -------------------------------------------------------------------
 
@@ -589,7 +589,7 @@ class Runner:
                 and not run.callback
                 and not any(p.status in LIVE_POD_STATUSES for p in run.pods)
             ):
-                self.store.update_run(run, live=False)
+                self.store.runs.update(run, live=False)
                 if self._placer is not None:  # issue 10 item 6: the actors and the group go once the pods have
                     try:
                         self._placer.release(run.id, [p.name for p in run.pods])
@@ -610,4 +610,4 @@ class Runner:
                 offset_hours=self.offset_hours,
             )
             self.callbacks.send(url, body)
-        self.store.update_run(run, callback="")
+        self.store.runs.update(run, callback="")

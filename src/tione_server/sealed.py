@@ -2,7 +2,7 @@
 
 A token is base64url(version || payload || HMAC-SHA256(key, version || payload)). It is signed, not encrypted:
 whoever holds it may read it, nobody without the key can make or change one. The key lives in the store
-(Store.secret), so every worker and replica on the same database accepts every other's tokens.
+(Store.secrets), so every worker and replica on the same database accepts every other's tokens.
 """
 
 from __future__ import annotations

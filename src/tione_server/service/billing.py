@@ -153,7 +153,7 @@ class BillingActions:
         # Newest first; equal times by id, in the same direction (spec §4.10).
         groups = sorted(self.catalogue.resource_groups.values(), key=lambda g: (g.create_time, g.id), reverse=True)
         # Held by prepaid runs in STARTING, RUNNING or STOPPING, by node (spec §4.10).
-        held = {node: Capacity(*amounts) for node, amounts in self.store.held_by_node().items()} if groups else {}
+        held = {node: Capacity(*amounts) for node, amounts in self.store.runs.held_by_node().items()} if groups else {}
         rendered = (_GroupView.of(g, self.scheduler.usage(g.id, held)) for g in groups)
         matches = [
             view

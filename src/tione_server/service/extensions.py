@@ -57,7 +57,7 @@ class ExtensionActions:
     def _own_task(self, ctx: RequestContext, ti_project_id: str | None, task_id: str | None, name: str) -> Task:
         if not task_id:
             raise MissingParameter(name)
-        task = self.store.get_task(scope_of(ctx, ti_project_id), task_id)
+        task = self.store.tasks.get(scope_of(ctx, ti_project_id), task_id)
         if task is None:
             raise ResourceNotFound(f"The training task `{task_id}` named in `{name}` does not exist.")
         return task
@@ -80,7 +80,7 @@ class ExtensionActions:
                 TaskId=task.id, Timestamp=m["timestamp"], Uin=m["uin"], Epoch=m["epoch"], Step=m["step"],
                 TotalSteps=m["total_steps"], Points=[DataPoint(Name=p["Name"], Value=p["Value"]) for p in m["points"]],
             )
-            for m in self.store.metrics_of(task.num)
+            for m in self.store.runs.metrics(task.num)
         ]  # fmt: skip
         return DescribeTrainingMetricsResponse(TaskId=task.id, Data=data)
 
@@ -90,7 +90,7 @@ class ExtensionActions:
         """Every run of the task, oldest first: the console's timeline and its choice of an earlier run's logs."""
         task = self._own_task(ctx, req.TiProjectId, req.Id, "Id")
         offset = self.settings.time_offset_hours
-        found = [_run(r, offset) for r in self.store.runs_of(task.num)]
+        found = [_run(r, offset) for r in self.store.runs.of_task(task.num)]
         return DescribeTrainingTaskRunsResponse(Runs=found, TotalCount=len(found))
 
     def describe_training_pod_usage(
@@ -99,7 +99,7 @@ class ExtensionActions:
         """Each pod's CPU and memory over time, as far as it is measured. Nothing samples pods yet (the sandbox
         of issue 9 will), so every pod answers `Measured: false` with no samples: never invented numbers."""
         task = self._own_task(ctx, req.TiProjectId, req.Id, "Id")
-        runs = self.store.runs_of(task.num)
+        runs = self.store.runs.of_task(task.num)
         run = (
             next((r for r in runs if r.id == req.InstanceId), None) if req.InstanceId else (runs[-1] if runs else None)
         )

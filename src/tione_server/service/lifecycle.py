@@ -55,7 +55,7 @@ from tione_server.scheduling import task_demand
 from tione_server.service.detail import detail, is_live, pod_info
 from tione_server.service.scope import scope_of
 from tione_server.service.validation import Definition, check_capacity, stored_configs, validate_create
-from tione_server.store.runs import IdTaken, NameTaken, QuotaExceeded
+from tione_server.store.lifecycle import IdTaken, NameTaken, QuotaExceeded
 
 if TYPE_CHECKING:
     from tione_server.catalogue import Catalogue
@@ -140,7 +140,7 @@ class LifecycleActions:
                 resource_group_id=group, create_time=now, update_time=now, tags=d.tags, doc=doc,
             )  # fmt: skip
             try:
-                self.store.create_task(task, run, self.catalogue.limits.max_active_tasks)
+                self.store.lifecycle.create(task, run, self.catalogue.limits.max_active_tasks)
             except NameTaken:
                 raise DuplicateName(f"A task named `{name}` (`Name`) already exists in this workspace.") from None
             except QuotaExceeded as err:
@@ -161,7 +161,7 @@ class LifecycleActions:
     # -- describe -------------------------------------------------------------------------------
 
     def _task(self, ctx: RequestContext, ti_project_id: str | None, task_id: str | None) -> Task:
-        task = self.store.get_task(scope_of(ctx, ti_project_id), task_id or "")
+        task = self.store.tasks.get(scope_of(ctx, ti_project_id), task_id or "")
         if task is None:
             raise _not_found(task_id)
         return task
@@ -173,7 +173,7 @@ class LifecycleActions:
         task = self._task(ctx, req.TiProjectId, req.Id)
         run = None
         if req.InstanceId:
-            run = self.store.get_run(req.InstanceId)
+            run = self.store.runs.get(req.InstanceId)
             if run is None or run.task_num != task.num:
                 raise ResourceNotFound(
                     f"The instance `{req.InstanceId}` named in `InstanceId` is not a run of `{task.id}`."
@@ -186,7 +186,7 @@ class LifecycleActions:
     ) -> DescribeTrainingTaskPodsResponse:
         """The latest run's pods (spec §4.7); none while SUBMITTING or after SUBMIT_FAILED."""
         task = self._task(ctx, req.TiProjectId, req.Id)
-        run = self.store.latest_run(task.num) if is_live(task) else None
+        run = self.store.runs.latest(task.num) if is_live(task) else None
         pods = run.pods if run is not None and run.status != TaskStatus.SUBMIT_FAILED else []
         offset = self.settings.time_offset_hours
         infos = [pod_info(task, p, self.catalogue, offset) for p in pods]
@@ -221,7 +221,7 @@ class LifecycleActions:
             "LatestOperatorInfo": _operator(ctx, "START"),
         }
         try:
-            outcome = self.store.start_task(
+            outcome = self.store.lifecycle.start(
                 scope, task.id, run, int(ctx.now), patch, self.catalogue.limits.max_active_tasks
             )
         except QuotaExceeded as err:
@@ -238,7 +238,7 @@ class LifecycleActions:
         """PENDING/STARTING/RUNNING -> STOPPING; the runner ends the pods (spec §4.5)."""
         scope = scope_of(ctx, req.TiProjectId)
         patch = {"LatestOperatorInfo": _operator(ctx, "STOP")}
-        outcome = self.store.request_stop(scope, req.Id or "", ctx.now, patch)
+        outcome = self.store.lifecycle.request_stop(scope, req.Id or "", ctx.now, patch)
         if outcome.ok:
             if outcome.task is not None:
                 state_changed(
@@ -252,7 +252,7 @@ class LifecycleActions:
         if outcome.status == TaskStatus.SUBMITTING:
             raise UnSubmittedStatusNotAllowStop(f"The task `{req.Id}` is still SUBMITTING and cannot be stopped yet.")
         if outcome.status == TaskStatus.STOPPING and outcome.task is not None and is_live(outcome.task):
-            self.store.touch_stop(scope, req.Id or "", int(ctx.now), patch)  # spec §4.5: a no-op success
+            self.store.lifecycle.touch_stop(scope, req.Id or "", int(ctx.now), patch)  # spec §4.5: a no-op success
             return StopTrainingTaskResponse()
         if outcome.task is not None and not is_live(outcome.task) and outcome.status in ACTIVE_STATUSES:
             raise NotAllow(f"The task `{req.Id}` was imported as history; there is nothing here to stop.")
@@ -260,7 +260,7 @@ class LifecycleActions:
 
     def delete_training_task(self, ctx: RequestContext, req: DeleteTrainingTaskRequest) -> DeleteTrainingTaskResponse:
         """Remove a finished task, its runs and their files (spec §4.6)."""
-        outcome = self.store.delete_task(scope_of(ctx, req.TiProjectId), req.Id or "")
+        outcome = self.store.lifecycle.delete(scope_of(ctx, req.TiProjectId), req.Id or "")
         if not outcome.ok:
             if not outcome.status:
                 raise _not_found(req.Id)

@@ -44,7 +44,7 @@ MAX_LINES = 10_000
 """Spec §4.8: paging past this many lines is FailedOperation.ContextLimitError."""
 MAX_POINTS = 10
 CONTEXT_KEY = "log_context"
-"""Name of the store secret that seals Contexts (Store.secret)."""
+"""Name of the store secret that seals Contexts (Store.secrets)."""
 _ID_NAMESPACE = uuid.UUID("6f1c8e2a-3a57-4a59-9c52-0d9f3f0b7a11")
 _Row = tuple[int, str, int, int, str]
 """(ns, pod name, stream index, byte offset, text): sorts by time, then a stable tie-break."""
@@ -158,14 +158,14 @@ class LogActions:
         prefix = name.endswith("*")
         name = name.rstrip("*") if prefix else name
         if query.service_id:
-            run = self.store.run_in_scope(scope, query.service_id)
+            run = self.store.runs.in_scope(scope, query.service_id)
             if run is None:
                 return []
             pods = [(run.id, p) for p in run.pods]
             if query.pod_name:
                 pods = [(r, p) for r, p in pods if (p.name.startswith(name) if prefix else p.name == name)]
             return pods
-        return self.store.pods_named(scope, name, prefix=prefix)
+        return self.store.runs.pods_named(scope, name, prefix=prefix)
 
     def _lines(self, run_id: str, pod: str, si: int, stream: str, query: LogQuery) -> Iterator[_Row]:
         for line in self.executor.read_log(
@@ -177,7 +177,7 @@ class LogActions:
     def describe_logs(self, ctx: RequestContext, req: DescribeLogsRequest) -> DescribeLogsResponse:
         """One page of the pods' log lines in time order (spec §4.8)."""
         scope = scope_of(ctx, req.TiProjectId)
-        key = self.store.secret(CONTEXT_KEY)
+        key = self.store.secrets.get(CONTEXT_KEY)
         query = _decode_context(req.Context, key, scope, req) if req.Context else self._log_query(ctx, req, scope)
         if query.position >= MAX_LINES:
             raise ContextLimitError(f"Logs can be paged through the first {MAX_LINES} lines only; narrow the query.")
@@ -223,12 +223,12 @@ class LogActions:
             for j, p in enumerate(points):
                 if not p.Name or p.Value is None:
                     raise InvalidParameter(f"Parameter `Data.{i}.Points.{j}` needs `Name` and `Value`.")
-            num = self.store.task_num_in_scope(scope, m.TaskId or "")
-            if num is None:
+            task = self.store.tasks.get(scope, m.TaskId or "")
+            if task is None:
                 raise InvalidParameter(f"Parameter `Data.{i}.TaskId`: no training task `{m.TaskId}`.")
             rows.append(
                 {
-                    "task_num": num,
+                    "task_num": task.num,
                     "timestamp": m.Timestamp if m.Timestamp is not None else int(ctx.now),
                     "uin": m.Uin or "",
                     "epoch": m.Epoch or 0,
@@ -237,5 +237,5 @@ class LogActions:
                     "points": json.dumps([{"Name": p.Name, "Value": p.Value} for p in points]),
                 }
             )
-        self.store.add_metrics(rows)
+        self.store.runs.add_metrics(rows)
         return PushTrainingMetricsResponse()

@@ -42,7 +42,7 @@ class TioneService(LifecycleActions, LogActions, BillingActions, ExtensionAction
     ) -> DescribeTrainingTasksResponse:
         """The list, exactly per spec §5."""
         query = build_query(req)
-        tasks, total = self.store.list_tasks(scope_of(ctx, req.TiProjectId), query)
+        tasks, total = self.store.tasks.list(scope_of(ctx, req.TiProjectId), query)
         offset = self.settings.time_offset_hours
         return DescribeTrainingTasksResponse(
             TrainingTaskSet=[list_item(t, ctx.now, offset, self.catalogue) for t in tasks], TotalCount=total

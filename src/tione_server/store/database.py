@@ -1,0 +1,164 @@
+"""The database every store concept shares: engines, write transactions, compiled statements and the schema.
+
+One `Database` per Store. The concept classes (keys, tasks, runs, ...) hold it and never each other's
+connections; SQL of a concept lives with that concept, not here (issue 8 item 5).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+
+from tione_server.store import counts, handles
+from tione_server.store.schema import SCHEMA_VERSION, meta, metadata
+from tione_server.store.urls import DatabaseError, connect_error, normalise_url
+
+COMPILED_CACHE_SIZE = 1024
+
+
+class SchemaTooNew(DatabaseError):
+    """The database was written by a newer tione-server."""
+
+
+def fetch(conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    """Run compiled SQL on the connection's DBAPI cursor and return plain tuples."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """An engine for any URL `normalise_url` accepts (`sqlite:///`, `postgres://`, ...), tuned for this service."""
+    url = normalise_url(url)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **options)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # A host that drops packets would otherwise hold the first connection for minutes (issue 7 F14).
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 10}
+    try:
+        # No pre-ping: it costs a round trip per checkout on the hottest path; a connection the server dropped
+        # fails one request and is replaced (SQLAlchemy invalidates it), and recycling retires idle ones first.
+        return create_engine(url, pool_size=8, max_overflow=8, pool_recycle=1800, connect_args=connect_args, **options)
+    except ImportError:
+        raise DatabaseError("PostgreSQL needs the psycopg driver: pip install 'tione-server[postgres]'.") from None
+
+
+class Database:
+    """Engines for one database URL, its schema brought up to date on open.
+
+    `engine` serves write transactions (`tx`) and ordinary reads; `reader`, in autocommit, serves the hot reads
+    (a key lookup, a list page) without BEGIN/ROLLBACK round trips, each statement still one consistent snapshot.
+    """
+
+    def __init__(self, url: str) -> None:
+        url = normalise_url(url)
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self.reader = make_engine(url, autocommit=True)
+        self._local = threading.local()  # this thread's open transaction: callbacks to run when it commits
+        self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
+        self._compiled_lock = threading.Lock()
+        try:
+            self.migrate()
+        except (OperationalError, InterfaceError) as err:  # the first connection: say why in one line
+            self.close()
+            raise connect_error(url, err) from err
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+        self.reader.dispose()
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """A write transaction; what `on_commit` is given inside it runs once it has committed, never after a
+        rollback."""
+        hooks: list[Callable[[], None]] = []
+        self._local.hooks = hooks
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        finally:
+            self._local.hooks = None
+        for hook in hooks:
+            hook()
+
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` when this thread's write transaction commits, or now when none is open: a cache of rows a
+        transaction wrote must not serve them before they are committed, nor after they were rolled back."""
+        hooks: list[Callable[[], None]] | None = getattr(self._local, "hooks", None)
+        if hooks is None:
+            hook()
+        else:
+            hooks.append(hook)
+
+    def upsert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that takes ON CONFLICT clauses, in this database's dialect."""
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
+
+    def run(self, conn: Connection, key: Hashable, build: Callable[[], ClauseElement]) -> list[tuple[Any, ...]]:
+        """The rows of a statement compiled once per key, fetched through the driver's own cursor:
+        dashboards repeat the same few queries, and building, compiling and wrapping a SQLAlchemy statement
+        and its result costs more than running it."""
+        with self._compiled_lock:
+            found = self._compiled.get(key)
+            if found is not None:
+                self._compiled.move_to_end(key)
+        if found is None:
+            c = build().compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+            assert isinstance(c, SQLCompiler)
+            params: Any = tuple(c.params[n] for n in c.positiontup or ()) if c.positional else dict(c.params)
+            found = (c.string, params)
+            with self._compiled_lock:
+                self._compiled[key] = found
+                while len(self._compiled) > COMPILED_CACHE_SIZE:
+                    self._compiled.popitem(last=False)
+        return fetch(conn, *found)
+
+    def migrate(self) -> None:
+        """Create missing tables and bring an older schema up to this server's version; refuse a newer one."""
+        with self.tx() as conn:
+            metadata.create_all(conn)
+            found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) > SCHEMA_VERSION:
+                raise SchemaTooNew(f"database schema {found} is newer than this server's {SCHEMA_VERSION}")
+            elif int(found) < SCHEMA_VERSION:
+                # Version 2 only added tables, which create_all has just made; version 3 is done by
+                # counts.install below (a column, the triggers and the counts of stored tasks), version 4 by
+                # handles.install (pods.handle).
+                conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+            upgrading_from = None if found is None else int(found)
+            counts.install(conn, self.dialect, upgrading_from=upgrading_from)
+            handles.install(conn, upgrading_from=upgrading_from)
+
+    def schema_version(self) -> int:
+        """The version recorded in the database."""
+        with self.tx() as conn:
+            return int(conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())

@@ -1,0 +1,201 @@
+"""The lifecycle requests: create, start, stop and delete a task, each one transaction over its task and runs.
+
+Each change is a guarded write (an INSERT a constraint refuses; an UPDATE or DELETE `WHERE status IN ...`), so a
+concurrent runner step or request makes it match nothing instead of being overwritten. Creates and starts also
+serialise per account (quota and names): the first write's lock on SQLite, an advisory lock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from tione_server.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Run, Scope, Task
+from tione_server.store.database import Database
+from tione_server.store.runs import latest_num, run_row, runs_where
+from tione_server.store.schema import UNSET_TIME, metrics, pods, runs, scopes, task_names, task_tags, tasks
+from tione_server.store.scopes import Scopes
+from tione_server.store.tasks import Tasks, patch_doc, task_row
+
+
+class NameTaken(Exception):
+    """A non-deleted task of the scope already has this name (spec §4.1 rule 14)."""
+
+
+class IdTaken(Exception):
+    """The generated task or run number is in use (another process, or an imported id): retry."""
+
+
+class QuotaExceeded(Exception):
+    """The account already holds as many active tasks as it may (issue 7 B4)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a state-changing request found: `ok`, or why not (`missing`, or the refusing status)."""
+
+    ok: bool
+    status: str = ""
+    """The task's status when the change was refused; "" when the task does not exist."""
+    task: Task | None = None
+    runs: tuple[Run, ...] = ()
+
+
+class Lifecycle:
+    """Create, Start, Stop and Delete of a task, over the tables of tasks and runs."""
+
+    def __init__(self, db: Database, scopes: Scopes, tasks: Tasks) -> None:
+        self._db = db
+        self._scopes = scopes
+        self._tasks = tasks
+
+    def _lock_account(self, conn: Connection, uin: str) -> None:
+        """Serialise the account's creates and starts across PostgreSQL connections, so its active-task count
+        and names are read and written as one step. SQLite needs no lock: those transactions write first, and
+        the first write holds the database's one write lock until commit."""
+        if self._db.dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"account\0{uin}".encode())})
+
+    @staticmethod
+    def _check_quota(conn: Connection, uin: str, max_active: int) -> None:
+        """Raise QuotaExceeded when the account's runs not yet in a terminal state number `max_active` already.
+
+        Runs, not tasks: imported history never runs and holds nothing. Live runs are few (ix_runs_live).
+        """
+        stmt = (
+            select(func.count())
+            .select_from(runs)
+            .join(tasks, tasks.c.num == runs.c.task_num)
+            .join(scopes, scopes.c.id == tasks.c.scope_id)
+            .where(runs.c.live.is_(True), runs.c.status.in_(ACTIVE_STATUSES), scopes.c.uin == uin)
+        )
+        if int(conn.execute(stmt).scalar_one()) >= max_active:
+            raise QuotaExceeded(max_active)
+
+    def create(self, task: Task, run: Run, max_active: int) -> None:
+        """Store a new task and its first run in one transaction.
+
+        Raises NameTaken when the scope already has a task of that name, QuotaExceeded when the account holds
+        `max_active` active tasks, IdTaken on a number clash.
+        """
+        with self._db.tx() as conn:
+            self._lock_account(conn, task.scope.uin)
+            row = task_row(task, self._scopes.creating(conn)(task.scope))
+            try:  # the first write: on SQLite it takes the write lock, so what is read below is current
+                conn.execute(insert(tasks).values(**row))
+            except IntegrityError as err:
+                raise IdTaken(task.id) from err
+            try:  # issue 7 E12: the database refuses a second created task of the name
+                conn.execute(insert(task_names).values(scope_id=row["scope_id"], name=task.name, num=task.num))
+            except IntegrityError:
+                raise NameTaken(task.name) from None
+            # Tasks of the name without a task_names row: imported ones, and ones created before the table.
+            clash = conn.execute(
+                select(tasks.c.num)
+                .where(tasks.c.scope_id == row["scope_id"], tasks.c.name == task.name, tasks.c.num != task.num)
+                .limit(1)
+            ).first()
+            if clash is not None:
+                raise NameTaken(task.name)
+            self._check_quota(conn, task.scope.uin, max_active)
+            if task.tags:
+                conn.execute(
+                    insert(task_tags),
+                    [
+                        {"num": task.num, "tag_key": k, "tag_value": v, "position": i}
+                        for i, (k, v) in enumerate(task.tags)
+                    ],
+                )
+            try:
+                conn.execute(insert(runs).values(**run_row(run)))
+            except IntegrityError as err:
+                raise IdTaken(run.id) from err
+
+    def start(self, scope: Scope, task_id: str, run: Run, now: int, patch: dict[str, Any], max_active: int) -> Outcome:
+        """Begin a new run of a terminal task (spec §4.4): SUBMITTING, times reset, UpdateTime now.
+
+        Raises QuotaExceeded when the account holds `max_active` active tasks already (issue 7 B4).
+        """
+        with self._db.tx() as conn:
+            self._lock_account(conn, scope.uin)
+            task = self._tasks.find(conn, scope, task_id)
+            if task is None:
+                return Outcome(ok=False)
+            res = conn.execute(
+                update(tasks)
+                .where(tasks.c.num == task.num, tasks.c.status.in_(TERMINAL_STATUSES))
+                .values(
+                    status=run.status,
+                    charge_status=run.charge_status,
+                    start_time=UNSET_TIME,
+                    end_time=UNSET_TIME,
+                    update_time=now,
+                )
+            )
+            if res.rowcount != 1:
+                return Outcome(ok=False, status=task.status, task=task)
+            self._check_quota(conn, scope.uin, max_active)  # after the write: see create
+            conn.execute(insert(runs).values(**run_row(run)))
+            patch_doc(conn, task.num, patch)
+        return Outcome(ok=True, task=task)
+
+    def request_stop(self, scope: Scope, task_id: str, now: float, patch: dict[str, Any]) -> Outcome:
+        """Mark the latest run STOPPING if it is PENDING, STARTING or RUNNING (spec §4.5)."""
+        with self._db.tx() as conn:
+            task = self._tasks.find(conn, scope, task_id)
+            if task is None:
+                return Outcome(ok=False)
+            latest = latest_num(conn, task.num)
+            stoppable = ("PENDING", "STARTING", "RUNNING")
+            if latest is None or task.status not in stoppable:
+                return Outcome(ok=False, status=task.status, task=task)
+            res = conn.execute(
+                update(runs)
+                .where(runs.c.num == latest, runs.c.status.in_(stoppable))
+                .values(status="STOPPING", stop_requested_at=now, stop_reason="User Stop", message="")
+            )
+            if res.rowcount != 1:  # the runner moved it on meanwhile: refuse as that state would
+                current = conn.execute(select(runs.c.status).where(runs.c.num == latest)).scalar_one()
+                return Outcome(ok=False, status=current, task=task)
+            values: dict[str, Any] = {"status": "STOPPING", "update_time": int(now)}
+            conn.execute(update(tasks).where(tasks.c.num == task.num).values(**values))
+            patch_doc(conn, task.num, patch | {"Message": ""})
+        return Outcome(ok=True, task=task)
+
+    def touch_stop(self, scope: Scope, task_id: str, now: int, patch: dict[str, Any]) -> None:
+        """A repeated Stop of a STOPPING task: a user operation, so UpdateTime and operator move (spec §6.4)."""
+        with self._db.tx() as conn:
+            task = self._tasks.find(conn, scope, task_id)
+            if task is not None:
+                conn.execute(update(tasks).where(tasks.c.num == task.num).values(update_time=now))
+                patch_doc(conn, task.num, patch)
+
+    def delete(self, scope: Scope, task_id: str) -> Outcome:
+        """Remove a terminal task with its runs, pods and metrics; the runs are returned for file cleanup."""
+        with self._db.tx() as conn:
+            task = self._tasks.find(conn, scope, task_id)
+            if task is None:
+                return Outcome(ok=False)
+            found = runs_where(conn, runs.c.task_num == task.num)
+            # The guarded delete is the first write: a concurrent Start makes it match nothing.
+            res = conn.execute(delete(tasks).where(tasks.c.num == task.num, tasks.c.status.not_in(ACTIVE_STATUSES)))
+            if res.rowcount != 1:
+                current = conn.execute(select(tasks.c.status).where(tasks.c.num == task.num)).scalar()
+                return Outcome(ok=False, status=current or "", task=task)
+            # Foreign keys cascade; explicit deletes keep a database without them clean too.
+            nums = [r.num for r in found]
+            if nums:
+                conn.execute(delete(pods).where(pods.c.run_num.in_(nums)))
+            conn.execute(delete(runs).where(runs.c.task_num == task.num))
+            conn.execute(delete(metrics).where(metrics.c.task_num == task.num))
+            conn.execute(delete(task_tags).where(task_tags.c.num == task.num))
+            conn.execute(delete(task_names).where(task_names.c.num == task.num))
+        return Outcome(ok=True, task=task, runs=tuple(found))
