@@ -1,4 +1,6 @@
-"""create_app(settings): the ASGI application, wiring store, service, rate limiter, gateway, executor and runner."""
+"""create_app(settings): the one composition root (issue 8 item 1). It builds the store, catalogue, executor,
+runner, service, rate limiter, nonce store and gateway, each handed the parts it uses, and the ASGI App that
+routes requests to them."""
 
 from __future__ import annotations
 
@@ -6,73 +8,107 @@ import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tione_server.bodies import Receive
 from tione_server.callbacks import CallbackSender
+from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
+from tione_server.executors import Executor, make_executor
 from tione_server.gateway import Gateway, Scope, Send
+from tione_server.health import healthz
 from tione_server.netpolicy import address_policy
+from tione_server.offload import Offload
 from tione_server.ratelimit import LocalRateLimiter
 from tione_server.replay import SqlNonceStore
-from tione_server.runner import Lease, Runner
+from tione_server.runner import Lease, Runner, Sender
 from tione_server.service import TioneService
 from tione_server.store import Store
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""An ASGI HTTP handler: the gateway, or a plain endpoint such as /healthz."""
 
 
 @dataclass
 class App:
-    """The ASGI callable: HTTP goes to the gateway; lifespan starts the runner, and stops it and closes the
-    store on shutdown (running pods are left alone: a later server re-attaches them)."""
+    """The ASGI callable. HTTP goes by path: `routes` holds the plain endpoints, and every other path is the API
+    (api3-protocol §1: clients send to `/`, and any path is accepted). Lifespan starts the runner; shutdown
+    stops it, runs `closers` in order and closes the store (running pods are left alone: a later server
+    re-attaches them)."""
 
     gateway: Gateway
     store: Store
-    runner: Runner | None = None
-    lease: Lease | None = None
-    callbacks: CallbackSender | None = field(default=None)
+    runner: Runner
+    routes: dict[str, Handler] = field(default_factory=dict)
+    """Exact paths answered beside the API: /healthz; /readyz, /metrics and /console/ join here (issue 8)."""
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.gateway(scope, receive, send)
+            await self.routes.get(scope["path"], self.gateway)(scope, receive, send)
         elif scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    if self.runner is not None:
-                        self.runner.start()
+                    self.runner.start()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    if self.runner is not None:
-                        self.runner.stop()
-                    if self.lease is not None:
-                        self.lease.release()
-                    if self.callbacks is not None:
-                        self.callbacks.close()
-                    self.store.close()
+                    self.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
+    def close(self) -> None:
+        """Stop the runner, then release what the parts hold, the store last."""
+        self.runner.stop()
+        for close in self.closers:
+            close()
+        self.store.close()
 
-def create_app(settings: Settings) -> App:
-    """Build the whole server from its settings."""
+
+def create_app(
+    settings: Settings,
+    *,
+    executor: Executor | None = None,
+    callbacks: Sender | None = None,
+    clock: Callable[[], float] = time.time,
+) -> App:
+    """Build the whole server from its settings. Tests hand in their own executor, callback sender and clock
+    (tests/inprocess.py); the server builds them from the settings."""
     store = Store(settings.database_url)
-    service = TioneService(settings, store)
-    gateway = Gateway(settings, store, service, LocalRateLimiter(settings.rate_limit), SqlNonceStore(store.engine))
-    callbacks = CallbackSender(policy=address_policy(settings.callback_allow))
-    lease = Lease(store)
+    catalogue = Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
+    if executor is None:
+        executor = make_executor(
+            settings.executor,
+            data_dir=Path(settings.data_dir),
+            cos_root=settings.cos_dir,
+            simulate_seconds=settings.simulate_seconds,
+        )
+    offload = Offload()
+    lease = Lease(store, clock=clock)
+    closers = [lease.release, offload.close]
+    if callbacks is None:
+        sender = CallbackSender(policy=address_policy(settings.callback_allow))
+        callbacks = sender
+        closers.append(sender.close)
     runner = Runner(
         store,
-        service.executor,
-        service.catalogue,
+        executor,
+        catalogue,
         callbacks=callbacks,
         stop_grace_seconds=settings.stop_grace_seconds,
         interval=settings.runner_interval,
         offset_hours=settings.time_offset_hours,
+        clock=clock,
         is_leader=lease,
     )
-    service.wake = runner.wake
-    return App(gateway=gateway, store=store, runner=runner, lease=lease, callbacks=callbacks)
+    service = TioneService(settings, store, catalogue, executor, wake=runner.wake)
+    limiter = LocalRateLimiter(settings.rate_limit)
+    gateway = Gateway(settings, store, service, limiter, SqlNonceStore(store.engine), offload, clock=clock)
+    return App(gateway=gateway, store=store, runner=runner, routes={"/healthz": healthz}, closers=closers)
 
 
 SETTINGS_ENV = "TIONE_SERVE_SETTINGS"

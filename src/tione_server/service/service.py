@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from tione_server.api._generated import (
     DescribeTrainingTasksRequest,
@@ -13,7 +12,7 @@ from tione_server.api._generated import (
 from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
-from tione_server.executors import Executor, make_executor
+from tione_server.executors import Executor
 from tione_server.service.billing import BillingActions
 from tione_server.service.lifecycle import LifecycleActions
 from tione_server.service.listing import build_query
@@ -26,20 +25,22 @@ from tione_server.store import Store
 class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
     """Business rules per action; the store is the only I/O."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalogue: Catalogue,
+        executor: Executor,
+        *,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        """The parts come from the composition root (app.create_app; issue 8 item 1). `wake` tells the runner
+        that something changed, so it acts at once rather than at its next pass."""
         self.settings = settings
         self.store = store
-        self.catalogue = (
-            Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
-        )
-        self.executor: Executor = make_executor(
-            settings.executor,
-            data_dir=Path(settings.data_dir),
-            cos_root=settings.cos_dir,
-            simulate_seconds=settings.simulate_seconds,
-        )
-        self.wake: Callable[[], None] = lambda: None
-        """Set by create_app to the runner's wake-up, so a change is picked up at once."""
+        self.catalogue = catalogue
+        self.executor = executor
+        self.wake = wake
 
     def describe_training_tasks(
         self, ctx: RequestContext, req: DescribeTrainingTasksRequest
