@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.live import REGION, Server, running_server
+from tests.live import Server, running_server
 from tests.rawhttp import Creds, RawClient, RawRequest, Reply, check_envelope, tc3_request
 
 HOLD = 1.5
@@ -48,22 +48,22 @@ def _holding_task(database_url: str, task_id: str) -> Iterator[None]:
     """A transaction on the server's database holding what deleting `task_id` needs: SQLite's one write lock,
     or the task's row on PostgreSQL. Reads go on meanwhile (WAL; MVCC). Released after HOLD seconds by a timer,
     so a server that stalls cannot stall the test with it."""
+    conn: Any
     if database_url.startswith("sqlite"):
-        lite = sqlite3.connect(database_url.removeprefix("sqlite:///"), check_same_thread=False, isolation_level=None)
-        lite.execute("BEGIN IMMEDIATE")
-        release = lite.rollback
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), check_same_thread=False, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
     else:
         import psycopg
 
         conn = psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://"))
         conn.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
-        release = conn.rollback
-    timer = threading.Timer(HOLD, release)
+    timer = threading.Timer(HOLD, conn.rollback)
     timer.start()
     try:
         yield
     finally:
         timer.join()
+        conn.close()
 
 
 def test_delete_training_task_waiting_on_the_database_does_not_stall_other_requests(
@@ -79,7 +79,7 @@ def test_delete_training_task_waiting_on_the_database_does_not_stall_other_reque
             delete.start()
             while delete.is_alive() and time.monotonic() - started < HOLD * 0.8:
                 at = time.monotonic()
-                assert srv.call("DescribeTrainingTasks", {}, region=REGION)["TotalCount"] == 1
+                srv.call("DescribeTrainingTasks", {})
                 latencies.append(time.monotonic() - at)
         delete.join(30)
         took = time.monotonic() - started
