@@ -15,8 +15,8 @@ T = TypeVar("T")
 
 HANDLER_THREADS = 8
 """Handlers of one worker running at once. Fewer than the store's pooled connections (8 + 8 overflow on
-PostgreSQL, 5 + 10 on SQLite), so a handler never waits for a connection that the event loop's own key
-lookups need; further requests queue here, off the loop."""
+PostgreSQL, 5 + 10 on SQLite), so the reads the event loop still makes (key lookups, lists: gateway.py
+INLINE_ACTIONS) always find a connection; further requests queue here, off the loop."""
 
 
 class Offload:
