@@ -5,15 +5,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: install serve test check generate bench bench-full clean
+.PHONY: install sandbox-tools serve test check generate bench bench-full clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory sandbox-tools
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) sandbox-tools
+
+# Issue 9: pods run inside bubblewrap, Debian's package (kept patched by the system's security updates, unlike a
+# wheel bundling a copy); the sandbox tests build an image from busybox-static. Installed when missing and this
+# is root with apt-get; otherwise one line says how.
+sandbox-tools:
+	@if command -v bwrap >/dev/null && command -v busybox >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -qq bubblewrap busybox-static >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq bubblewrap busybox-static >/dev/null; }; \
+	else echo "pods run in a sandbox: install it with: sudo apt-get install bubblewrap busybox-static"; fi
 
 serve: $(STAMP)
 	$(BIN)/tione-server serve --port $(PORT)

@@ -545,26 +545,30 @@ def test_catalogue_example_file_loads() -> None:
     assert example.resource_groups
 
 
-# --- the usage hook (in process: tasks holding group resources are the runner's business) ------------------------
+# --- usage (in process: what tasks hold on group nodes is the runner's business; billing reads the store's sums) ---
 
 
-def test_describe_billing_resource_groups_reflects_group_usage_hook() -> None:
-    from collections.abc import Mapping
-
+def test_describe_billing_resource_groups_reflects_held_resources() -> None:
     from tione_server.api._generated import DescribeBillingResourceGroupsRequest, Filter
-    from tione_server.catalogue import Capacity, Catalogue
+    from tione_server.catalogue import Catalogue
     from tione_server.config import Settings
     from tione_server.context import Caller, RequestContext
+    from tione_server.scheduling import Scheduler, inventory_of
     from tione_server.service.billing import BillingActions
+
+    class Held:
+        """The one store read billing makes: sums held by live runs, by node."""
+
+        def held_by_node(self) -> dict[str, tuple[int, int, int]]:
+            # One prepaid task holds 8 cores, 32 GB and 2 cards on the big V100 node.
+            return {"eins-2mx7c4vj": (8000, 32768, 200)}
 
     class Busy(BillingActions):
         def __init__(self) -> None:
             self.settings = Settings()
             self.catalogue = Catalogue.default()
-
-        def _group_usage(self, group_id: str) -> Mapping[str, Capacity]:
-            # One prepaid task holds 8 cores, 32 GB and 2 cards on the big V100 node.
-            return {"eins-2mx7c4vj": Capacity(cpu=8000, memory=32768, gpu=200)} if group_id == GPU_GROUP else {}
+            self.scheduler = Scheduler(inventory_of(self.catalogue))
+            self.store = Held()  # type: ignore[assignment]
 
     ctx = RequestContext(Caller("1", "1", "1"), "ap-guangzhou", "r", "en-US", 0.0)
     resp = Busy().describe_billing_resource_groups(ctx, DescribeBillingResourceGroupsRequest())

@@ -131,11 +131,49 @@ def test_catalogue_limits_default_and_file(tmp_path: Path) -> None:
         ("[limits]\nmax_pods_per_task = 0\n", "limits.max_pods_per_task"),
         ("[limits]\nmax_active_tasks = '5'\n", "limits.max_active_tasks"),
         ("[limits]\nmax_tasks = 5\n", "limits.max_tasks"),
+        # Issue 8 item 6: keys inside tables of values, arrays of tables and enums, as the file writes them.
+        ("[prices]\n'TI.S.MEDIUM.POST' = -1\n", "prices.TI.S.MEDIUM.POST"),
+        ("[images]\n'tf2.4-py3.8-cpu' = 3\n", "images.tf2.4-py3.8-cpu"),
+        ("instance_types = [3]\n", "instance_types[0]"),
+        ("[[instance_types]]\nname = 'A'\ncpu = 1000\nmemory = 1\nprice = 1\ncharge_type = 'PREPAID'\n",
+         "instance_types[0].charge_type"),
+        ("[[prepaid_types]]\nname = 'A'\ncpu = 1000\nmemory = 1\nrdma = 'yes'\n", "prepaid_types[0].rdma"),
+        ("[[resource_groups]]\nid = 'ersg-x'\n[[resource_groups.nodes]]\nid = 'n'\ncpu = 1\nmemory = 1\n"
+         "auto_renew_flag = 'NEVER'\n", "resource_groups[0].nodes[0].auto_renew_flag"),
+        ("[[resource_groups]]\nid = 'ersg-x'\n[[resource_groups.nodes]]\nid = 'n'\ncpu = 1\nmemory = 1\n"
+         "colour = 'red'\n", "resource_groups[0].nodes[0].colour"),
+        ("[[resource_groups]]\nid = 'ersg-x'\n[[resource_groups.nodes]]\nid = 'n'\ncpu = 1\nmemory = 1\n"
+         "[[resource_groups]]\nid = 'ersg-y'\n[[resource_groups.nodes]]\nid = 'n'\ncpu = 1\nmemory = 1\n",
+         "resource_groups[1].nodes[0].id"),
     ],
 )  # fmt: skip
 def test_catalogue_bad_file_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"`{key}`")):
         _load(tmp_path, text)
+
+
+def test_catalogue_file_defaults_that_depend_on_other_keys(tmp_path: Path) -> None:
+    """A node takes its spec's sizes and its id as name; an RDMA type lists the RDMA feature (issue 8 item 6)."""
+    cat = _load(
+        tmp_path,
+        "[[prepaid_types]]\nname = 'P'\ncpu = 8000\nmemory = 16384\ngpu = 100\ngpu_type = 'T4'\nrdma = true\n"
+        "[[resource_groups]]\nid = 'ersg-x'\ntags = { b = '2', a = '1' }\n"
+        "[[resource_groups.nodes]]\nid = 'eins-1'\nspec_name = 'P'\nmemory = 8192\n",
+    )
+    spec = cat.prepaid_types["P"]
+    assert (spec.charge_type, spec.price, spec.features) == (PREPAID, 0, ("COS", "CFS", "TurboCFS", "RDMA"))
+    assert spec.spec_id == "sv_tio_platform_cloud_pre_gpu_8c16g_1t4"
+    group = cat.resource_groups["ersg-x"]
+    assert (group.name, group.tags) == ("ersg-x", (("b", "2"), ("a", "1")))
+    (node,) = group.nodes
+    assert (node.name, node.cpu, node.memory, node.gpu, node.gpu_type, node.rdma) == (
+        "eins-1",
+        8000,
+        8192,
+        100,
+        "T4",
+        True,
+    )
 
 
 def test_catalogue_unreadable_file(tmp_path: Path) -> None:

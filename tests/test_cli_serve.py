@@ -3,6 +3,7 @@ log: one INFO line per request and per task state change, silenced by `--log-lev
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from tencentcloud.tione.v20211111 import models
 
 from tests.live import BIN, Server, free_port, running_server, wait_for_port
 from tests.training import create, wait_status
+from tione_server.executors.registry import EXECUTORS
 
 
 def _serve_banner(args: list[str], cwd: Path) -> str:
@@ -60,6 +62,20 @@ def test_serve_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("Error: ")
     assert str(port) in result.stderr
     assert not (tmp_path / "t.db").exists()  # refused before anything was opened
+
+
+def test_serve_unknown_executor_in_the_environment_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(BIN), "serve", "--port", str(free_port()), "--database", f"sqlite:///{tmp_path / 't.db'}"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        env={**os.environ, "TIONE_EXECUTOR": "kubernetes"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: ")
+    assert "TIONE_EXECUTOR" in result.stderr
+    assert all(name in result.stderr for name in EXECUTORS)  # the registry's names, the ones --executor takes
+    assert not (tmp_path / "t.db").exists()
 
 
 def test_version_prints_the_package_version() -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, text, update
 from tione_server.models import FieldFilter, Scope, TagCondition, Task, TaskQuery
 from tione_server.store import Store
 from tione_server.store import query as q
-from tione_server.store.schema import COUNTED, count_deltas, meta, task_counts, task_tags, tasks
+from tione_server.store.schema import COUNTED, SCHEMA_VERSION, count_deltas, meta, task_counts, task_tags, tasks
 
 A = Scope(uin="100000000001", region="ap-guangzhou", project="")
 B = Scope(uin="100000000002", region="ap-guangzhou", project="")
@@ -192,7 +192,7 @@ def test_counts_are_rebuilt_when_upgrading_a_version_2_database(database_url: st
     store.close()
     upgraded = Store(database_url)
     try:
-        assert upgraded.schema_version() == 3
+        assert upgraded.schema_version() == SCHEMA_VERSION  # version 3 and every later step
         assert_exact(upgraded)
         upgraded.put_tasks(make_task(n, rng, A if n % 2 else B) for n in range(90, 130))
         assert_exact(upgraded)

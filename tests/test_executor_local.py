@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tione_server.executors.base import Mount, Observation, PodSpec, RunSpec
-from tione_server.executors.local import LocalExecutor, alive, proc_stat
+from tione_server.executors.base import LaunchError, Mount, Observation, PodSpec, RunSpec
+from tione_server.executors.local import LocalExecutor, alive, handle, proc_stat
 from tione_server.models import Pod, Run
 
 RUN = "train-1575000000000000000-abcdefghijkl"
@@ -33,6 +33,20 @@ def _run(spec: RunSpec) -> Run:
               operation="CREATE", requested_at=0.0)  # fmt: skip
     run.pods = [Pod(name=p.name, role=p.role, index=p.index) for p in spec.pods]
     return run
+
+
+def _launch(ex: LocalExecutor, spec: RunSpec, run: Run) -> None:
+    """Launch every pod of the run and record the handles, as the runner does."""
+    now = time.time()
+    for name, text in ex.launch(spec, run.pods, now).items():
+        pod = next(p for p in run.pods if p.name == name)
+        pod.handle, pod.launched_at = text, now
+
+
+def _process(pod: Pod) -> tuple[int, int | None]:
+    """(pid, start time) of the pod's supervisor, from the handle the local executor gave it."""
+    data = json.loads(pod.handle)
+    return int(data["pid"]), data["start"]
 
 
 @pytest.fixture
@@ -88,12 +102,11 @@ def test_local_pod_runs_exits_and_logs(executor: LocalExecutor) -> None:
     spec = _spec('echo "rank $RANK $X_TEST $TI_MOUNT_ROOT"; echo oops >&2; printf partial; exit 5')
     run = _run(spec)
     assert executor.submit(spec, 0.0).ready
-    executor.launch(spec, run.pods, time.time())
+    _launch(executor, spec, run)
     pod = run.pods[0]
-    assert pod.pid is not None
-    assert pod.pid == pod.pgid
-    assert pod.proc_start is not None
-    assert os.getpgid(pod.pid) == pod.pid  # its own process group
+    pid, start = _process(pod)
+    assert start is not None
+    assert os.getpgid(pid) == pid  # its own process group
     done = _until(executor, spec, run, {"EXITED"})
     assert done.exit_code == 5
     assert done.started_at is not None
@@ -111,7 +124,7 @@ def test_local_sigterm_ends_the_whole_process_group(executor: LocalExecutor, tmp
     spec = _spec(f"sleep 30 & echo $! > {marker}; wait")
     run = _run(spec)
     assert executor.submit(spec, 0.0).ready
-    executor.launch(spec, run.pods, time.time())
+    _launch(executor, spec, run)
     _until(executor, spec, run, {"RUNNING"})
     while not marker.exists() or not marker.read_text().strip():
         time.sleep(0.02)
@@ -129,13 +142,12 @@ def test_local_vanished_supervisor_is_lost(executor: LocalExecutor) -> None:
     spec = _spec("sleep 30")
     run = _run(spec)
     assert executor.submit(spec, 0.0).ready
-    executor.launch(spec, run.pods, time.time())
+    _launch(executor, spec, run)
     _until(executor, spec, run, {"RUNNING"})
     pod = run.pods[0]
-    assert pod.pgid is not None
     child = json.loads((executor.files.pod_dir(RUN, pod.name) / "pid").read_text())["child"]
     os.killpg(child, signal.SIGKILL)  # the command's group...
-    os.killpg(pod.pgid, signal.SIGKILL)  # ...and the supervisor's: no exit file is written
+    os.killpg(_process(pod)[0], signal.SIGKILL)  # ...and the supervisor's: no exit file is written
     assert _until(executor, spec, run, {"EXITED", "LOST"}).phase == "LOST"
 
 
@@ -143,16 +155,16 @@ def test_local_reattach_from_a_new_executor(executor: LocalExecutor, tmp_path: P
     spec = _spec("sleep 30")
     run = _run(spec)
     assert executor.submit(spec, 0.0).ready
-    executor.launch(spec, run.pods, time.time())
+    _launch(executor, spec, run)
     _until(executor, spec, run, {"RUNNING"})
-    # A new executor (a restarted server) knows the pod only from what was stored: pid and start time...
+    # A new executor (a restarted server) knows the pod only from what was stored: its handle (pid, start time)...
     fresh = LocalExecutor(data_dir=tmp_path / "data", cos_root=tmp_path / "cos")
     assert fresh.observe(spec, run, time.time())[run.pods[0].name].phase == "RUNNING"
-    # ...or, when the crash came before the pid was stored, from the pod's pid file.
+    # ...or, when the crash came before the handle was stored, from the pod's pid file: the same handle.
     bare = _run(spec)
     bare.pods[0].launched_at = time.time()
     seen = fresh.observe(spec, bare, time.time())[run.pods[0].name]
-    assert (seen.phase, seen.pid, seen.proc_start) == ("RUNNING", run.pods[0].pid, run.pods[0].proc_start)
+    assert (seen.phase, seen.handle) == ("RUNNING", run.pods[0].handle)
     fresh.signal(spec, run, run.pods, kill=True, now=time.time())
     killed = _until(fresh, spec, run, {"EXITED", "LOST"})  # the supervisor kills and records the exit
     assert (killed.phase, killed.exit_code) == ("EXITED", 128 + signal.SIGKILL)
@@ -163,8 +175,7 @@ def test_local_reused_pid_is_not_ours(executor: LocalExecutor) -> None:
     assert stat is not None
     assert alive(os.getpid(), stat[1])
     assert not alive(os.getpid(), stat[1] + 1)  # same pid, another start time: a different process
-    pod = Pod(name="x", role="WORKER", index=0, pid=os.getpid(), pgid=os.getpgid(0), proc_start=stat[1] + 1)
-    executor._signal_pod(pod, kill=False)  # must not signal the test runner's own group
+    executor._signal_pod("x", handle(os.getpid(), stat[1] + 1), kill=False)  # must not signal the test runner
     assert alive(os.getpid(), stat[1])
 
 
@@ -176,7 +187,7 @@ def test_local_ps_worker_gets_tf_config(executor: LocalExecutor) -> None:
     spec = RunSpec(run_id=RUN, task_id="t", mode="PS_WORKER", pods=pods, account=UIN)
     run = _run(spec)
     assert executor.submit(spec, 0.0).ready
-    executor.launch(spec, run.pods, time.time())
+    _launch(executor, spec, run)
     for p in run.pods:
         deadline = time.monotonic() + 15
         while executor.observe(spec, run, time.time())[p.name].phase != "EXITED":
@@ -188,3 +199,15 @@ def test_local_ps_worker_gets_tf_config(executor: LocalExecutor) -> None:
     assert set(configs[0]["cluster"]) == {"ps", "worker"}
     executor.remove(RUN)
     assert not executor.files.root(RUN).exists()
+
+
+def test_local_launch_failure_hands_back_the_pods_it_started(executor: LocalExecutor) -> None:
+    spec = _spec("sleep 30", "sleep 30")
+    run = _run(spec)
+    assert executor.submit(spec, 0.0).ready
+    executor.files.pod_dir(RUN, run.pods[1].name).write_text("in the way")  # the second pod cannot be prepared
+    with pytest.raises(LaunchError) as failed:
+        executor.launch(spec, run.pods, time.time())
+    assert list(failed.value.handles) == [run.pods[0].name]  # the runner records it and watches it go
+    run.pods[0].handle, run.pods[0].launched_at = failed.value.handles[run.pods[0].name], time.time()
+    _until(executor, spec, run, {"EXITED", "LOST"})  # killed on the way out (maybe before its supervisor was ready)

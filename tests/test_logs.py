@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import BACKENDS, make_database
 from tests.live import Server, create_key, running_server
 from tests.training import TERMINAL, cos_tree, create, error_code, python_cmd, training_server, wait_status
-from tione_server.executors.base import RunFiles
+from tione_server.executors.runfiles import RunFiles
 from tione_server.sealed import seal
 from tione_server.service.logs import CONTEXT_KEY
 from tione_server.store import Store

@@ -105,7 +105,7 @@ class FailingLaunch(SimulateExecutor):
         super().__init__(data_dir=workdir / "data", submit_seconds=0.0)
         self.launches = 0
 
-    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:
+    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> dict[str, str]:
         self.launches += 1
         raise RuntimeError("a bug in the executor")
 

@@ -14,6 +14,7 @@ from tests.inprocess import T0, Harness, params
 from tests.live import running_server
 from tests.training import TERMINAL, create, detail, pods, watch_statuses
 from tione_server import timefmt
+from tione_server.models import runtime_seconds
 
 ROOMY = "[capacity]\ncpu = 64000\nmemory = 262144\ngpu = 0\n"
 
@@ -237,3 +238,21 @@ def test_simulate_timeline_on_each_backend(database_url: str, tmp_path: Path) ->
         )
     finally:
         h.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "start", "end", "expected"),
+    [
+        ("RUNNING", 100, None, 50),
+        ("STOPPING", 100, None, 50),
+        ("SUCCEED", 100, 130, 30),
+        ("STOPPED", 100, None, 0),
+        ("PENDING", None, None, 0),
+        ("RUNNING", 200, None, 0),  # a clock behind StartTime never shows a negative figure
+    ],
+)
+def test_runtime_seconds_counts_only_while_running(
+    status: str, start: int | None, end: int | None, expected: int
+) -> None:
+    """Spec §6.4, the one rule of the runner, the list and the detail (issue 8 item 7)."""
+    assert runtime_seconds(status, start, end, 150.9) == expected

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.inprocess import ApiFailure, Harness, params
-from tione_server.executors.base import LogLine, Observation, PodPhase, RunFiles, RunSpec, Submission
+from tione_server.executors.base import LogLine, Observation, PodPhase, RunSpec, Submission
+from tione_server.executors.runfiles import RunFiles
 from tione_server.models import Pod, Run
 
 ACTIVE = {"SUBMITTING", "PENDING", "STARTING", "RUNNING", "STOPPING"}
@@ -86,9 +87,8 @@ class ScriptedExecutor:
             return Submission(ready=False, error="scripted submission failure")
         return Submission(ready=True)
 
-    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:
-        for p in pods:
-            p.launched_at = now
+    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> dict[str, str]:
+        return {p.name: "" for p in pods}
 
     def observe(self, spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
         found: dict[str, Observation] = {}

@@ -6,14 +6,19 @@ answers, the other must answer identically.
 
 from __future__ import annotations
 
+import json
 import string
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
-from tione_server.models import FieldFilter, Scope, TagCondition, Task, TaskQuery
+from tione_server.executors.base import RunSpec
+from tione_server.executors.local import LocalExecutor, handle, proc_stat
+from tione_server.models import FieldFilter, Pod, Run, Scope, TagCondition, Task, TaskQuery
 from tione_server.store import Store
 from tione_server.store.schema import SCHEMA_VERSION, meta
 from tione_server.store.store import SchemaTooNew
@@ -98,6 +103,57 @@ def test_store_refuses_a_newer_schema(database_url: str) -> None:
     first.close()
     with pytest.raises(SchemaTooNew):
         Store(database_url)
+
+
+def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str, tmp_path: Path) -> None:
+    store = Store(database_url)
+    run = Run(num=10, id="train-1-aaaaaaaaaaaa", task_num=1, task_id="train-1", status="RUNNING",
+              charge_status="BILLING", operation="CREATE", requested_at=T)  # fmt: skip
+    store.create_task(task(1, status="RUNNING"), run, max_active=10)
+    live = Pod(name=f"{run.id}-worker-0", role="WORKER", index=0, status="RUNNING", launched_at=T)
+    done = Pod(name=f"{run.id}-worker-1", role="WORKER", index=1, status="SUCCEEDED", launched_at=T, exit_code=0)
+    assert store.transition(run, ["RUNNING"], pods_insert=[live, done], status="RUNNING")
+    sleeper = subprocess.Popen(["sleep", "30"])  # the live pod's process, running through the upgrade
+    try:
+        stat = proc_stat(sleeper.pid)
+        assert stat is not None
+        # Make it a version-3 database: process ids in three columns, no handle.
+        with store.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE pods DROP COLUMN handle"))
+            for column, kind in (("pid", "INTEGER"), ("pgid", "INTEGER"), ("proc_start", "BIGINT")):
+                conn.execute(text(f"ALTER TABLE pods ADD COLUMN {column} {kind}"))
+            conn.execute(
+                text("UPDATE pods SET pid = :pid, pgid = :pid, proc_start = :start"),
+                {"pid": sleeper.pid, "start": stat[1]},
+            )
+            conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="3"))
+        store.close()
+        store = Store(database_url)
+        assert store.schema_version() == SCHEMA_VERSION == 4
+        upgraded = store.get_run(run.id)
+        assert upgraded is not None
+        assert json.loads(upgraded.pods[0].handle) == json.loads(handle(sleeper.pid, stat[1]))
+        assert upgraded.pods[1].handle == ""  # an ended pod is never observed again: it needs none
+        # The local executor re-attaches the live pod from the handle the upgrade gave it.
+        executor = LocalExecutor(data_dir=tmp_path / "data", cos_root=tmp_path / "cos")
+        spec = RunSpec(run_id=run.id, task_id="train-1", mode="", pods=())
+        pod_dir = executor.files.pod_dir(run.id, live.name)
+        pod_dir.mkdir(parents=True)
+        (pod_dir / "pid").write_text(json.dumps({"pid": sleeper.pid, "child": 0, "time": T}))
+        assert executor.observe(spec, upgraded, T)[live.name].phase == "RUNNING"
+        sleeper.kill()
+        sleeper.wait()
+        assert executor.observe(spec, upgraded, T)[live.name].phase == "LOST"
+        # Pods are written and read as before, the old columns left aside.
+        upgraded.pods[0].status, upgraded.pods[0].handle = "FAILED", "changed"
+        store.save_pods(upgraded, upgraded.pods[:1])
+        again = store.get_run(run.id)
+        assert again is not None
+        assert again.pods == upgraded.pods
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        store.close()
 
 
 def test_store_secret_is_made_once_and_shared(database_url: str) -> None:

@@ -26,6 +26,7 @@ from tione_server.offload import Offload
 from tione_server.ratelimit import LocalRateLimiter
 from tione_server.replay import SqlNonceStore
 from tione_server.runner import Lease, Runner, Sender
+from tione_server.scheduling import Scheduler, inventory_of
 from tione_server.service import TioneService
 from tione_server.store import Store
 
@@ -80,13 +81,8 @@ def create_app(
     (tests/inprocess.py); the server builds them from the settings."""
     store = Store(settings.database_url)
     catalogue = Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
-    if executor is None:
-        executor = make_executor(
-            settings.executor,
-            data_dir=Path(settings.data_dir),
-            cos_root=settings.cos_dir,
-            simulate_seconds=settings.simulate_seconds,
-        )
+    scheduler = Scheduler(inventory_of(catalogue))
+    executor = make_executor(settings) if executor is None else executor
     offload = Offload()
     lease = Lease(store, clock=clock)
     closers = [lease.release, offload.close]
@@ -97,7 +93,7 @@ def create_app(
     runner = Runner(
         store,
         executor,
-        catalogue,
+        scheduler,
         callbacks=callbacks,
         stop_grace_seconds=settings.stop_grace_seconds,
         interval=settings.runner_interval,
@@ -105,7 +101,7 @@ def create_app(
         clock=clock,
         is_leader=lease,
     )
-    service = TioneService(settings, store, catalogue, executor, wake=runner.wake)
+    service = TioneService(settings, store, catalogue, scheduler, executor, wake=runner.wake)
     limiter = LocalRateLimiter(settings.rate_limit)
     gateway = Gateway(settings, store, service, limiter, SqlNonceStore(store.engine), offload, clock=clock)
     return App(gateway=gateway, store=store, runner=runner, routes={"/healthz": healthz}, closers=closers)

@@ -7,24 +7,22 @@ or a TOML file given by `tione-server serve --catalogue PATH` (`Catalogue.load`)
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+from msgspec.structs import force_setattr
+
+from tione_server.tomldecode import Invalid, decode
 
 POSTPAID = "POSTPAID_BY_HOUR"
 PREPAID = "PREPAID"
 
-_NODE_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
-NODE_STATUSES = frozenset(
-    {"DEPLOYING", "RUNNING", "DEPLOY_FAILED", "RELEASING", "RELEASED", "EXCEPTION", "DEBT_OR_EXPIRED"}
-)
-"""Resource-group node `InstanceStatus` values (spec §2)."""
-AUTO_RENEW_FLAGS = frozenset({"NOTIFY_AND_MANUAL_RENEW", "NOTIFY_AND_AUTO_RENEW", "DISABLE_NOTIFY_AND_MANUAL_RENEW"})
-"""Node `AutoRenewFlag` values (spec §2)."""
 DEFAULT_FEATURES = ("COS", "CFS", "TurboCFS")
 """Storage features every built-in spec supports (spec §4.11 `SpecFeatures`); `RDMA` is added when the type has it."""
 
@@ -67,32 +65,52 @@ def billing_spec_id(charge_type: str, cpu: int, memory: int, gpu: int, gpu_type:
     return text
 
 
-@dataclass(frozen=True)
-class InstanceType:
-    """One billing spec (`InstanceType` / `SpecName`, spec §9.1); units as on the wire (spec §1.5)."""
+Positive = Annotated[int, Meta(ge=1)]
+NonNegative = Annotated[int, Meta(ge=0)]
+NonEmpty = Annotated[str, Meta(min_length=1)]
+Time = Annotated[
+    str,
+    Meta(
+        pattern=r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)?$",
+        description="a time like 2025-01-06 10:00:00 (Beijing time), or empty",
+    ),
+]
+"""`YYYY-MM-DD HH:MM:SS` Beijing time, or "" (spec §1.3)."""
+NodeStatus = Literal["DEPLOYING", "RUNNING", "DEPLOY_FAILED", "RELEASING", "RELEASED", "EXCEPTION", "DEBT_OR_EXPIRED"]
+"""Resource-group node `InstanceStatus` values (spec §2)."""
+AutoRenewFlag = Literal["NOTIFY_AND_MANUAL_RENEW", "NOTIFY_AND_AUTO_RENEW", "DISABLE_NOTIFY_AND_MANUAL_RENEW"]
+"""Node `AutoRenewFlag` values (spec §2)."""
 
-    name: str
-    cpu: int
+# The records below are msgspec Structs so that a catalogue file decodes straight into them (issue 8 item 6): each
+# field, its type, constraint and default is written once, and the file's keys are exactly the field names.
+
+
+class InstanceType(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One pay-as-you-go billing spec (`InstanceType` / `SpecName`, spec §9.1); units as on the wire (spec §1.5)."""
+
+    charge_type: ClassVar[str] = POSTPAID
+    """`POSTPAID_BY_HOUR`: usable as a task's `InstanceType`. Not a file key: the table it is listed in says it."""
+    name: NonEmpty
+    cpu: Positive
     """Milli-cores."""
-    memory: int
+    memory: Positive
     """MB."""
-    gpu: int
-    """1/100 card."""
-    gpu_type: str
-    alias: str
-    """Compact form for task objects, e.g. `2C2G`, `8C40G V100*1`."""
-    price: int
+    price: NonNegative
     """List price in fen per node-hour."""
-    available: bool
+    gpu: NonNegative = 0
+    """1/100 card."""
+    gpu_type: str = ""
+    alias: str = ""
+    """Compact form for task objects, e.g. `2C2G`, `8C40G V100*1`; derived from the sizes when not given."""
+    available: bool = True
     """Sold at all; false answers `Available: false` (sold out) in every region."""
-    rdma: bool
-    charge_type: str = POSTPAID
-    """`POSTPAID_BY_HOUR` (task `InstanceType`) or `PREPAID` (resource-group node spec)."""
+    rdma: bool = False
     spec_id: str = ""
     """Billing item id; derived from the sizes when not given (see `billing_spec_id`)."""
     spec_alias: str = ""
     """Chinese display name, e.g. `8核40GB V100*1`; derived when not given (see `display_alias`)."""
     features: tuple[str, ...] = DEFAULT_FEATURES
+    """Storage features; a file that leaves them out gets `RDMA` added when `rdma` is true (`_fill_defaults`)."""
     available_regions: tuple[str, ...] = ()
     """Regions where the spec can be bought; empty means every region the server serves."""
     category_id: str = ""
@@ -103,11 +121,13 @@ class InstanceType:
 
     def __post_init__(self) -> None:
         # Derived display fields are filled once here so every reader sees them set (spec §4.11).
+        if not self.alias:
+            force_setattr(self, "alias", compact_alias(self.cpu, self.memory, self.gpu, self.gpu_type))
         if not self.spec_id:
             spec_id = billing_spec_id(self.charge_type, self.cpu, self.memory, self.gpu, self.gpu_type)
-            object.__setattr__(self, "spec_id", spec_id)
+            force_setattr(self, "spec_id", spec_id)
         if not self.spec_alias:
-            object.__setattr__(self, "spec_alias", display_alias(self.cpu, self.memory, self.gpu, self.gpu_type))
+            force_setattr(self, "spec_alias", display_alias(self.cpu, self.memory, self.gpu, self.gpu_type))
 
     @property
     def spec_type(self) -> str:
@@ -115,74 +135,80 @@ class InstanceType:
         return "GPU" if self.gpu else "CPU"
 
 
-@dataclass(frozen=True)
-class Node:
-    """One node of a prepaid resource group (`eins-…`, spec §1.4); sizes in wire units."""
+class PrepaidType(InstanceType, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A resource-group node spec (`PREPAID`, DescribeBillingSpecs ChargeType=PREPAID): bought per node, so the
+    hourly price is optional."""
 
-    id: str
-    cpu: int
-    memory: int
-    gpu: int
-    gpu_type: str
+    charge_type: ClassVar[str] = PREPAID
+    price: NonNegative = 0
+
+
+class Node(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One node of a prepaid resource group (`eins-…`, spec §1.4); sizes in wire units.
+
+    In a file, a node with `spec_name` takes the spec's sizes unless it states them (`_fill_defaults`)."""
+
+    id: NonEmpty
+    cpu: Positive
+    memory: Positive
+    gpu: NonNegative = 0
+    gpu_type: str = ""
     name: str = ""
+    """Default in a file: the id."""
     spec_name: str = ""
     """The PREPAID instance type the node was bought as; gives `SpecId`/`SpecAlias` in responses."""
-    status: str = "RUNNING"
-    create_time: str = ""
-    """`YYYY-MM-DD HH:MM:SS` Beijing time, or "" (spec §1.3)."""
-    expire_time: str = ""
-    auto_renew_flag: str = "NOTIFY_AND_MANUAL_RENEW"
+    status: NodeStatus = "RUNNING"
+    create_time: Time = ""
+    expire_time: Time = ""
+    auto_renew_flag: AutoRenewFlag = "NOTIFY_AND_MANUAL_RENEW"
     ip: str = ""
     zone: str = ""
     rdma: bool = False
-    root_disk: int = 50
+    root_disk: NonNegative = 50
     """GB."""
-    data_disk: int = 0
+    data_disk: NonNegative = 0
     """GB."""
 
 
-@dataclass(frozen=True)
-class ResourceGroup:
+class ResourceGroup(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A prepaid resource group (`ersg-…`): a named set of nodes that PREPAID tasks run on."""
 
-    id: str
-    name: str
-    nodes: tuple[Node, ...]
+    id: NonEmpty
+    name: str = ""
+    """Default in a file: the id."""
+    nodes: tuple[Node, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
-    """(TagKey, TagValue) pairs, in order."""
-    create_time: str = ""
-    """`YYYY-MM-DD HH:MM:SS`; default listing order is newest first (spec §4.10)."""
+    """(TagKey, TagValue) pairs, in order; a file writes them as a table (`tags = { team = "a" }`)."""
+    create_time: Time = ""
+    """Default listing order is newest first (spec §4.10)."""
 
 
-@dataclass(frozen=True)
-class Framework:
+class Framework(Struct, frozen=True, forbid_unknown_fields=True):
     """One framework environment tasks may name instead of an image (spec §9.3)."""
 
     name: str
     version: str
     environment: str
-    modes: tuple[str, ...]
-    image_url: str
+    modes: Annotated[tuple[str, ...], Meta(min_length=1, description="a non-empty array of training modes")]
+    image_url: str = ""
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Per-request and per-account quotas (issue 7 B4): bounds on what one caller may make the runner do."""
 
-    max_pods_per_task: int = 32
+    max_pods_per_task: Positive = 32
     """Pods one task may ask for: `InstanceNum` summed over its `ResourceConfigInfos`."""
-    max_active_tasks: int = 100
+    max_active_tasks: Positive = 100
     """Tasks one account (UIN, every region and workspace) may hold in SUBMITTING, PENDING, STARTING, RUNNING
     or STOPPING at once, through CreateTrainingTask and StartTrainingTask."""
 
 
-@dataclass(frozen=True)
-class Capacity:
+class Capacity(Struct, frozen=True, forbid_unknown_fields=True):
     """An amount of resources in wire units: milli-cores, MB, 1/100 cards."""
 
-    cpu: int
-    memory: int
-    gpu: int
+    cpu: NonNegative
+    memory: NonNegative
+    gpu: NonNegative
 
 
 def _machine_capacity() -> Capacity:
@@ -245,13 +271,11 @@ _FRAMEWORK_TABLE: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
 )  # fmt: skip
 
 
-def _sized(name: str, cpu: int, mem_gb: int, gpu: int, gpu_type: str, price: int, charge_type: str) -> InstanceType:
-    cpu_m, mem_mb = cpu * 1000, mem_gb * 1024
-    return InstanceType(
-        name=name, cpu=cpu_m, memory=mem_mb, gpu=gpu, gpu_type=gpu_type,
-        alias=compact_alias(cpu_m, mem_mb, gpu, gpu_type), price=price, available=True, rdma=False,
-        charge_type=charge_type,
-    )  # fmt: skip
+_Type = TypeVar("_Type", bound=InstanceType)
+
+
+def _sized(kind: type[_Type], name: str, cpu: int, mem_gb: int, gpu: int, gpu_type: str, price: int) -> _Type:
+    return kind(name=name, cpu=cpu * 1000, memory=mem_gb * 1024, gpu=gpu, gpu_type=gpu_type, price=price)
 
 
 def _default_resource_groups() -> tuple[ResourceGroup, ...]:
@@ -301,14 +325,14 @@ class Catalogue:
     """PREPAID specs by name (resource-group node specs, DescribeBillingSpecs ChargeType=PREPAID)."""
     discount: int = 100
     """Percent of the list price actually charged: `RealTotalCost` (spec §4.12)."""
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     """Quotas on tasks and pods (`[limits]`)."""
 
     @classmethod
     def default(cls) -> Catalogue:
         """The built-in catalogue: spec §9.1 types and placeholder prices, §9.3 frameworks, two sample groups."""
-        post = [_sized(n, c, m, g, t, p, POSTPAID) for n, c, m, g, t, p in _POSTPAID_TABLE]
-        pre = [_sized(n, c, m, g, t, 0, PREPAID) for n, c, m, g, t in _PREPAID_TABLE]
+        post = [_sized(InstanceType, n, c, m, g, t, p) for n, c, m, g, t, p in _POSTPAID_TABLE]
+        pre = [_sized(PrepaidType, n, c, m, g, t, 0) for n, c, m, g, t in _PREPAID_TABLE]
         frameworks = tuple(Framework(n, v, e, modes, url) for n, v, e, modes, url in _FRAMEWORK_TABLE)
         return cls(
             instance_types=MappingProxyType({t.name: t for t in post}),
@@ -332,7 +356,7 @@ class Catalogue:
             raise ValueError(f"catalogue {path}: not valid TOML: {err}") from err
         try:
             return _from_toml(data)
-        except _Invalid as err:
+        except Invalid as err:
             raise ValueError(f"catalogue {path}: `{err.key}`: {err.problem}") from None
 
     def framework(self, name: str, version: str, environment: str) -> Framework | None:
@@ -364,290 +388,154 @@ class Catalogue:
 
 
 # --- TOML reading -------------------------------------------------------------------------------------------
+# One msgspec pass decodes the file into the records above (types, constraints, unknown keys); before it,
+# `_fill_defaults` writes the defaults that depend on other keys, and after it `_from_toml` checks what refers
+# across tables (names, ids, environments). Errors name the key as the file writes it: `instance_types[3].cpu`.
 
 
-class _Invalid(Exception):
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
+class _File(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A catalogue file: every table is optional; one that is present replaces the built-in one."""
+
+    capacity: Capacity | None = None
+    instance_types: list[InstanceType] | None = None
+    prepaid_types: list[PrepaidType] | None = None
+    prices: dict[str, NonNegative] | None = None
+    discount: Annotated[int, Meta(ge=0, le=100)] = 100
+    """Percent of the list price charged (`RealTotalCost`, spec §4.12)."""
+    resource_groups: list[ResourceGroup] | None = None
+    frameworks: list[Framework] | None = None
+    images: dict[str, str] | None = None
+    limits: Limits = Limits()
 
 
-_TOP_KEYS = frozenset(
-    {
-        "capacity",
-        "instance_types",
-        "prepaid_types",
-        "prices",
-        "discount",
-        "resource_groups",
-        "frameworks",
-        "images",
-        "limits",
-    }
-)
+def _fill_defaults(data: dict[str, Any], base: Catalogue, prepaid: Mapping[str, InstanceType]) -> dict[str, Any]:
+    """The file with the defaults that depend on other keys written in, ready for one decoding pass (`prepaid`:
+    the node specs in force, already decoded).
 
-
-def _table(value: object, key: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Invalid(key, "must be a table")
-    return value
-
-
-def _tables(value: object, key: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise _Invalid(key, "must be an array of tables ([[...]])")
-    return [_table(v, f"{key}[{i}]") for i, v in enumerate(value)]
-
-
-def _reject_unknown(table: dict[str, Any], allowed: frozenset[str] | set[str], key: str) -> None:
-    for name in table:
-        if name not in allowed:
-            raise _Invalid(_join(key, name), f"unknown key; expected one of {', '.join(sorted(allowed))}")
-
-
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _int(table: dict[str, Any], name: str, key: str, *, default: int | None = None, minimum: int = 0) -> int:
-    value = table.get(name, default)
-    if value is None:
-        raise _Invalid(_join(key, name), "is required")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(_join(key, name), "must be an integer")
-    if value < minimum:
-        raise _Invalid(_join(key, name), f"must be at least {minimum}")
-    return value
-
-
-def _str(table: dict[str, Any], name: str, key: str, *, default: str | None = None) -> str:
-    value = table.get(name, default)
-    if value is None:
-        raise _Invalid(f"{key}.{name}", "is required")
-    if not isinstance(value, str):
-        raise _Invalid(f"{key}.{name}", "must be a string")
-    return value
-
-
-def _bool(table: dict[str, Any], name: str, key: str, *, default: bool) -> bool:
-    value = table.get(name, default)
-    if not isinstance(value, bool):
-        raise _Invalid(f"{key}.{name}", "must be true or false")
-    return value
-
-
-def _strs(table: dict[str, Any], name: str, key: str, *, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = table.get(name, list(default))
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Invalid(f"{key}.{name}", "must be an array of strings")
-    return tuple(value)
-
-
-def _time(table: dict[str, Any], name: str, key: str) -> str:
-    value = _str(table, name, key, default="")
-    if value and not _NODE_TIME.match(value):
-        raise _Invalid(f"{key}.{name}", "must look like 2025-01-06 10:00:00 (Beijing time) or be empty")
-    return value
-
-
-_TYPE_KEYS = frozenset(
-    {"name", "cpu", "memory", "gpu", "gpu_type", "alias", "price", "available", "rdma", "spec_id", "spec_alias",
-     "features", "available_regions", "category_id", "task_types", "self_supplied"}
-)  # fmt: skip
-
-
-def _instance_type(t: dict[str, Any], key: str, charge_type: str) -> InstanceType:
-    _reject_unknown(t, _TYPE_KEYS, key)
-    name = _str(t, "name", key)
-    if not name:
-        raise _Invalid(f"{key}.name", "must not be empty")
-    cpu = _int(t, "cpu", key, minimum=1)
-    memory = _int(t, "memory", key, minimum=1)
-    gpu = _int(t, "gpu", key, default=0)
-    gpu_type = _str(t, "gpu_type", key, default="")
-    if gpu and not gpu_type:
-        raise _Invalid(f"{key}.gpu_type", "is required when gpu > 0")
-    rdma = _bool(t, "rdma", key, default=False)
-    features = _strs(t, "features", key, default=DEFAULT_FEATURES + (("RDMA",) if rdma else ()))
-    return InstanceType(
-        name=name, cpu=cpu, memory=memory, gpu=gpu, gpu_type=gpu_type,
-        alias=_str(t, "alias", key, default=compact_alias(cpu, memory, gpu, gpu_type)),
-        price=_int(t, "price", key, default=None if charge_type == POSTPAID else 0),
-        available=_bool(t, "available", key, default=True), rdma=rdma, charge_type=charge_type,
-        spec_id=_str(t, "spec_id", key, default=""), spec_alias=_str(t, "spec_alias", key, default=""),
-        features=features, available_regions=_strs(t, "available_regions", key, default=()),
-        category_id=_str(t, "category_id", key, default=""), task_types=_strs(t, "task_types", key, default=()),
-        self_supplied=_bool(t, "self_supplied", key, default=False),
-    )  # fmt: skip
-
-
-def _types(value: object, key: str, charge_type: str) -> dict[str, InstanceType]:
-    out: dict[str, InstanceType] = {}
-    for i, t in enumerate(_tables(value, key)):
-        item = _instance_type(t, f"{key}[{i}]", charge_type)
-        if item.name in out:
-            raise _Invalid(f"{key}[{i}].name", f"duplicate name {item.name}")
-        out[item.name] = item
+    `[capacity]` keys left out stay this machine's; a type with `rdma = true` and no `features` gets `RDMA` too;
+    a group or node without `name` takes its id; a node with `spec_name` takes that spec's sizes unless it states
+    them; a group's `tags` table becomes its ordered (key, value) pairs.
+    """
+    out = dict(data)
+    if isinstance(out.get("capacity"), dict):
+        out["capacity"] = {"cpu": base.capacity.cpu, "memory": base.capacity.memory, "gpu": 0} | out["capacity"]
+    for table in ("instance_types", "prepaid_types"):
+        if table in out:
+            out[table] = _with_rdma_features(out[table])
+    if isinstance(out.get("resource_groups"), list):
+        out["resource_groups"] = [
+            _group_defaults(g, f"resource_groups[{i}]", prepaid) if isinstance(g, dict) else g
+            for i, g in enumerate(out["resource_groups"])
+        ]
     return out
 
 
-_NODE_KEYS = frozenset(
-    {"id", "cpu", "memory", "gpu", "gpu_type", "name", "spec_name", "status", "create_time", "expire_time",
-     "auto_renew_flag", "ip", "zone", "rdma", "root_disk", "data_disk"}
-)  # fmt: skip
+def _with_rdma_features(types: object) -> object:
+    if not isinstance(types, list):
+        return types
+    rdma = {"features": [*DEFAULT_FEATURES, "RDMA"]}
+    return [rdma | t if isinstance(t, dict) and t.get("rdma") is True else t for t in types]
 
 
-def _node(t: dict[str, Any], key: str, prepaid: Mapping[str, InstanceType]) -> Node:
-    _reject_unknown(t, _NODE_KEYS, key)
-    spec_name = _str(t, "spec_name", key, default="")
-    spec = prepaid.get(spec_name) if spec_name else None
-    if spec_name and spec is None:
-        raise _Invalid(f"{key}.spec_name", f"no prepaid_types entry named {spec_name}")
-    # A node bought as a spec takes its sizes unless the file says otherwise.
-    cpu = _int(t, "cpu", key, default=spec.cpu if spec else None, minimum=1)
-    memory = _int(t, "memory", key, default=spec.memory if spec else None, minimum=1)
-    gpu = _int(t, "gpu", key, default=spec.gpu if spec else 0)
-    gpu_type = _str(t, "gpu_type", key, default=spec.gpu_type if spec else "")
-    if gpu and not gpu_type:
-        raise _Invalid(f"{key}.gpu_type", "is required when gpu > 0")
-    status = _str(t, "status", key, default="RUNNING")
-    if status not in NODE_STATUSES:
-        raise _Invalid(f"{key}.status", f"must be one of {', '.join(sorted(NODE_STATUSES))}")
-    renew = _str(t, "auto_renew_flag", key, default="NOTIFY_AND_MANUAL_RENEW")
-    if renew not in AUTO_RENEW_FLAGS:
-        raise _Invalid(f"{key}.auto_renew_flag", f"must be one of {', '.join(sorted(AUTO_RENEW_FLAGS))}")
-    node_id = _str(t, "id", key)
-    if not node_id:
-        raise _Invalid(f"{key}.id", "must not be empty")
-    return Node(
-        id=node_id, cpu=cpu, memory=memory, gpu=gpu, gpu_type=gpu_type, name=_str(t, "name", key, default=node_id),
-        spec_name=spec_name, status=status, create_time=_time(t, "create_time", key),
-        expire_time=_time(t, "expire_time", key), auto_renew_flag=renew, ip=_str(t, "ip", key, default=""),
-        zone=_str(t, "zone", key, default=""), rdma=_bool(t, "rdma", key, default=spec.rdma if spec else False),
-        root_disk=_int(t, "root_disk", key, default=50), data_disk=_int(t, "data_disk", key, default=0),
-    )  # fmt: skip
+def _named_by_id(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"name": entry["id"]} | entry if isinstance(entry.get("id"), str) else entry
 
 
-_GROUP_KEYS = frozenset({"id", "name", "nodes", "tags", "create_time"})
+def _group_defaults(group: dict[str, Any], key: str, prepaid: Mapping[str, InstanceType]) -> dict[str, Any]:
+    out = _named_by_id(group)
+    if "tags" in out:
+        out["tags"] = list(decode(out["tags"], dict[str, str], f"{key}.tags").items())
+    if isinstance(out.get("nodes"), list):
+        out["nodes"] = [
+            _node_defaults(n, f"{key}.nodes[{j}]", prepaid) if isinstance(n, dict) else n
+            for j, n in enumerate(out["nodes"])
+        ]
+    return out
 
 
-def _groups(value: object, key: str, prepaid: Mapping[str, InstanceType]) -> dict[str, ResourceGroup]:
+def _node_defaults(node: dict[str, Any], key: str, prepaid: Mapping[str, InstanceType]) -> dict[str, Any]:
+    spec_name = node.get("spec_name")
+    if not isinstance(spec_name, str) or not spec_name:
+        return _named_by_id(node)
+    spec = prepaid.get(spec_name)
+    if spec is None:
+        raise Invalid(f"{key}.spec_name", f"no prepaid_types entry named {spec_name}")
+    sizes = {"cpu": spec.cpu, "memory": spec.memory, "gpu": spec.gpu, "gpu_type": spec.gpu_type, "rdma": spec.rdma}
+    return sizes | _named_by_id(node)
+
+
+def _by_name(types: list[InstanceType], key: str) -> dict[str, InstanceType]:
+    """Types by name, refusing a name given twice."""
+    out: dict[str, InstanceType] = {}
+    for i, t in enumerate(types):
+        if t.name in out:
+            raise Invalid(f"{key}[{i}].name", f"duplicate name {t.name}")
+        _check_gpu_type(t, f"{key}[{i}]")
+        out[t.name] = t
+    return out
+
+
+def _check_gpu_type(item: InstanceType | Node, key: str) -> None:
+    if item.gpu and not item.gpu_type:
+        raise Invalid(f"{key}.gpu_type", "is required when gpu > 0")
+
+
+def _by_id(groups: list[ResourceGroup]) -> dict[str, ResourceGroup]:
+    """Groups by id, refusing an id given twice and a node id given twice across all groups."""
     out: dict[str, ResourceGroup] = {}
     node_ids: set[str] = set()
-    for i, g in enumerate(_tables(value, key)):
-        where = f"{key}[{i}]"
-        _reject_unknown(g, _GROUP_KEYS, where)
-        group_id = _str(g, "id", where)
-        if not group_id:
-            raise _Invalid(f"{where}.id", "must not be empty")
-        if group_id in out:
-            raise _Invalid(f"{where}.id", f"duplicate id {group_id}")
-        nodes = tuple(
-            _node(n, f"{where}.nodes[{j}]", prepaid)
-            for j, n in enumerate(_tables(g.get("nodes", []), f"{where}.nodes"))
-        )
-        for j, n in enumerate(nodes):
+    for i, g in enumerate(groups):
+        if g.id in out:
+            raise Invalid(f"resource_groups[{i}].id", f"duplicate id {g.id}")
+        for j, n in enumerate(g.nodes):
             if n.id in node_ids:
-                raise _Invalid(f"{where}.nodes[{j}].id", f"duplicate node id {n.id}")
+                raise Invalid(f"resource_groups[{i}].nodes[{j}].id", f"duplicate node id {n.id}")
+            _check_gpu_type(n, f"resource_groups[{i}].nodes[{j}]")
             node_ids.add(n.id)
-        tags = _table(g.get("tags", {}), f"{where}.tags")
-        for tag_key, tag_value in tags.items():
-            if not isinstance(tag_value, str):
-                raise _Invalid(f"{where}.tags.{tag_key}", "must be a string")
-        out[group_id] = ResourceGroup(
-            id=group_id, name=_str(g, "name", where, default=group_id), nodes=nodes,
-            tags=tuple(tags.items()), create_time=_time(g, "create_time", where),
-        )  # fmt: skip
+        out[g.id] = g
     return out
 
 
-_FRAMEWORK_KEYS = frozenset({"name", "version", "environment", "modes", "image_url"})
-
-
-def _frameworks(value: object, key: str) -> tuple[Framework, ...]:
-    out: list[Framework] = []
+def _frameworks(frameworks: list[Framework], images: Mapping[str, str]) -> tuple[Framework, ...]:
+    """Frameworks with the images of `[images]`; an environment is listed once and every image names one."""
     seen: set[str] = set()
-    for i, f in enumerate(_tables(value, key)):
-        where = f"{key}[{i}]"
-        _reject_unknown(f, _FRAMEWORK_KEYS, where)
-        env = _str(f, "environment", where)
-        if env in seen:
-            raise _Invalid(f"{where}.environment", f"duplicate environment {env}")
-        seen.add(env)
-        modes = _strs(f, "modes", where, default=())
-        if not modes:
-            raise _Invalid(f"{where}.modes", "must list at least one training mode")
-        fw = Framework(
-            _str(f, "name", where),
-            _str(f, "version", where),
-            env,
-            modes,
-            _str(f, "image_url", where, default=""),
-        )
-        out.append(fw)
-    return tuple(out)
+    for i, f in enumerate(frameworks):
+        if f.environment in seen:
+            raise Invalid(f"frameworks[{i}].environment", f"duplicate environment {f.environment}")
+        seen.add(f.environment)
+    for env in images:
+        if env not in seen:
+            raise Invalid(f"images.{env}", "no framework has this environment")
+    return tuple(msgspec.structs.replace(f, image_url=images.get(f.environment, f.image_url)) for f in frameworks)
 
 
 def _from_toml(data: dict[str, Any]) -> Catalogue:
     base = Catalogue.default()
-    _reject_unknown(data, _TOP_KEYS, "")
-    capacity = base.capacity
-    if "capacity" in data:
-        c = _table(data["capacity"], "capacity")
-        _reject_unknown(c, {"cpu", "memory", "gpu"}, "capacity")
-        capacity = Capacity(
-            cpu=_int(c, "cpu", "capacity", default=capacity.cpu),
-            memory=_int(c, "memory", "capacity", default=capacity.memory),
-            gpu=_int(c, "gpu", "capacity", default=0),
-        )
-    post = dict(base.instance_types)
-    if "instance_types" in data:
-        post = _types(data["instance_types"], "instance_types", POSTPAID)
-    if "prices" in data:
-        # A price list alone keeps the built-in types: the common case is re-pricing, not re-sizing.
-        prices = _table(data["prices"], "prices")
-        for name in prices:
-            if name not in post:
-                raise _Invalid(f"prices.{name}", "no such instance type")
-            post[name] = replace(post[name], price=_int(prices, name, "prices"))
     pre = dict(base.prepaid_types)
-    if "prepaid_types" in data:
-        pre = _types(data["prepaid_types"], "prepaid_types", PREPAID)
-    groups = dict(base.resource_groups)
-    if "resource_groups" in data:
-        groups = _groups(data["resource_groups"], "resource_groups", pre)
-    elif "prepaid_types" in data:
+    if "prepaid_types" in data:  # first: nodes take their sizes from these
+        prepaid = decode(_with_rdma_features(data["prepaid_types"]), list[PrepaidType], "prepaid_types")
+        pre = _by_name(prepaid, "prepaid_types")
+    file: _File = decode(_fill_defaults(data, base, pre), _File, "")
+    post = dict(base.instance_types)
+    if file.instance_types is not None:
+        post = _by_name(file.instance_types, "instance_types")
+    # A price list alone keeps the built-in types: the common case is re-pricing, not re-sizing.
+    for name, price in (file.prices or {}).items():
+        if name not in post:
+            raise Invalid(f"prices.{name}", "no such instance type")
+        post[name] = msgspec.structs.replace(post[name], price=price)
+    if file.resource_groups is not None:
+        groups = _by_id(file.resource_groups)
+    else:
         # The sample groups name built-in prepaid specs; keep them only if those still exist.
-        groups = {g.id: g for g in groups.values() if all(n.spec_name in pre for n in g.nodes)}
-    frameworks = base.frameworks
-    if "frameworks" in data:
-        frameworks = _frameworks(data["frameworks"], "frameworks")
-    if "images" in data:
-        images = _table(data["images"], "images")
-        known = {f.environment for f in frameworks}
-        for env in images:
-            if env not in known:
-                raise _Invalid(f"images.{env}", "no framework has this environment")
-            _str(images, env, "images")
-        frameworks = tuple(replace(f, image_url=images.get(f.environment, f.image_url)) for f in frameworks)
-    discount = _int(data, "discount", "", default=100)
-    if discount > 100:
-        raise _Invalid("discount", "must be a percentage from 0 to 100")
-    limits = base.limits
-    if "limits" in data:
-        lim = _table(data["limits"], "limits")
-        _reject_unknown(lim, {"max_pods_per_task", "max_active_tasks"}, "limits")
-        limits = Limits(
-            max_pods_per_task=_int(lim, "max_pods_per_task", "limits", default=limits.max_pods_per_task, minimum=1),
-            max_active_tasks=_int(lim, "max_active_tasks", "limits", default=limits.max_active_tasks, minimum=1),
-        )
+        groups = {g.id: g for g in base.resource_groups.values() if all(n.spec_name in pre for n in g.nodes)}
+    frameworks = list(base.frameworks) if file.frameworks is None else file.frameworks
     return Catalogue(
         instance_types=MappingProxyType(post),
         resource_groups=MappingProxyType(groups),
-        frameworks=frameworks,
-        capacity=capacity,
+        frameworks=_frameworks(frameworks, file.images or {}),
+        capacity=base.capacity if file.capacity is None else file.capacity,
         prepaid_types=MappingProxyType(pre),
-        discount=discount,
-        limits=limits,
+        discount=file.discount,
+        limits=file.limits,
     )

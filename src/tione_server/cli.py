@@ -20,6 +20,7 @@ import click
 
 from tione_server import __version__
 from tione_server.config import Settings
+from tione_server.executors.registry import EXECUTORS
 from tione_server.netpolicy import parse_networks
 from tione_server.store import DatabaseError, Store, display_url, sqlite_path
 
@@ -41,7 +42,7 @@ def _fail(message: str) -> NoReturn:
 def _settings(**overrides: object) -> Settings:
     try:
         return Settings.from_env(**overrides)
-    except DatabaseError as err:
+    except (DatabaseError, ValueError) as err:  # a bad URL, or a TIONE_* value no setting takes
         _fail(str(err))
 
 
@@ -100,9 +101,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 )
 @click.option(
     "--executor",
-    type=click.Choice(["local", "simulate"]),
+    type=click.Choice(list(EXECUTORS)),
     default=None,
-    help="How tasks run (also TIONE_EXECUTOR): local processes (default) or a simulated timeline.",
+    help="How tasks run (also TIONE_EXECUTOR); default: local, each pod a process here. See docs/executors.md.",
 )
 @click.option(
     "--data-dir",

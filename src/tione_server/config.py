@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tione_server.executors.registry import EXECUTORS
 from tione_server.netpolicy import ALLOW_ALL, parse_networks
 from tione_server.store.urls import normalise_url
 
@@ -62,8 +63,8 @@ class Settings:
     catalogue_path: str | None = None
     """TOML file of instance types, prices, resource groups and frameworks (TIONE_CATALOGUE); None: built-in."""
     executor: str = "local"
-    """How runs execute (TIONE_EXECUTOR): `local` runs each pod as a process here; `simulate` runs nothing
-    and moves tasks through the states on a timeline (docs/executors.md)."""
+    """How runs execute (TIONE_EXECUTOR), one of executors.registry.EXECUTORS: `local` runs each pod as a process
+    here; `simulate` runs nothing and moves tasks through the states on a timeline (docs/executors.md)."""
     data_dir: str = field(default_factory=lambda: str(Path.cwd() / "tione-data"))
     """Where runs keep their working directories and logs (TIONE_DATA_DIR)."""
     cos_root: str | None = None
@@ -88,6 +89,8 @@ class Settings:
         # One normal form for every process (`serve --workers N` hands this object on); raises
         # store.DatabaseError with a one-line message for a URL no command can use (issue 7 F14).
         object.__setattr__(self, "database_url", normalise_url(self.database_url))
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"TIONE_EXECUTOR must be one of {', '.join(EXECUTORS)}, not `{self.executor}`.")
 
     @property
     def cos_dir(self) -> Path:

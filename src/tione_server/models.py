@@ -29,6 +29,16 @@ TERMINAL_STATUSES = frozenset({TaskStatus.STOPPED, TaskStatus.SUCCEED, TaskStatu
 """States a run only leaves through StartTrainingTask (spec §6.2)."""
 HOLDING_STATUSES = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STOPPING})
 """States in which a run holds resources and, postpaid, is BILLING (spec §6.1, §6.6)."""
+RUNTIME_STATUSES = frozenset({TaskStatus.RUNNING, TaskStatus.STOPPING})
+"""States in which a run's RuntimeInSeconds counts on (spec §6.4)."""
+
+
+def runtime_seconds(status: str, start: int | None, end: int | None, now: float) -> int:
+    """RuntimeInSeconds of a run in `status` (spec §6.4): whole seconds from StartTime to now while RUNNING or
+    STOPPING, to EndTime once it is over, 0 if it never started. The one rule for the runner, the list and the
+    detail (issue 8 item 7)."""
+    until = now if status in RUNTIME_STATUSES else end
+    return 0 if start is None or until is None else max(0, int(until) - start)
 
 
 class PodStatus(StrEnum):
@@ -113,7 +123,7 @@ class Task:
 
 @dataclass(slots=True)
 class Pod:
-    """One pod of a run: a process group on the local executor (spec §4.7). Times are Unix seconds."""
+    """One pod of a run (spec §4.7): a process tree on the local executor. Times are Unix seconds."""
 
     name: str
     role: str
@@ -125,11 +135,11 @@ class Pod:
     status: str = PodStatus.PENDING
     node: str = ""
     """Prepaid resource-group node the pod is placed on; "" in the postpaid pool."""
-    pid: int | None = None
-    pgid: int | None = None
-    proc_start: int | None = None
-    """Kernel start time of `pid` (clock ticks since boot), so a reused pid is never mistaken for ours."""
+    handle: str = ""
+    """What the executor returned when it launched the pod, handed back to it on every call (a pid and its start
+    time, an actor name, ...); opaque here (executors/base.py)."""
     launched_at: float | None = None
+    """When the runner launched the pod; None: not launched yet."""
     start_time: float | None = None
     end_time: float | None = None
     exit_code: int | None = None

@@ -4,7 +4,8 @@ API handlers only record what the user wants (a new SUBMITTING run, a STOPPING r
 compares the store with what the executor observes and makes one step for every live run: submit, grant
 capacity in submission order and launch, notice pods running and exiting, stop with SIGTERM then SIGKILL,
 clean up leftovers, send callbacks (spec §8). State lives in the database only, so a restarted runner simply
-carries on: pods whose processes survived are re-attached, vanished ones end their run FAILED.
+carries on: pods whose processes survived are re-attached (the executor finds them from the handles it returned
+at launch, stored with the pods), vanished ones end their run FAILED.
 
 One runner per server process drives the whole store; with several API replicas only the leader should
 tick (`is_leader`), which is the one hook leader election needs.
@@ -22,10 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tione_server.callbacks import callback_body
-from tione_server.catalogue import Catalogue
 from tione_server.events import state_changed
 from tione_server.executors.base import Executor, LaunchError, Observation, RunSpec, Submission
-from tione_server.executors.plan import plan_pods, run_spec
+from tione_server.executors.plan import plan_pods, pod_config, run_spec
 from tione_server.models import (
     LIVE_POD_STATUSES,
     TERMINAL_STATUSES,
@@ -36,14 +36,13 @@ from tione_server.models import (
     Run,
     Task,
     TaskStatus,
+    runtime_seconds,
 )
+from tione_server.scheduling import Demand, Hold, Scheduler, Slot
 from tione_server.store import Store
 
 log = logging.getLogger("tione_server.runner")
 
-WAITING = "Waiting for resources: insufficient free capacity"
-"""PENDING Message (spec §6.2 Decision text)."""
-NEVER_FITS = WAITING + " (the request is larger than the pool's total capacity)"
 POD_IP = "127.0.0.1"
 FAST_INTERVAL = 0.02
 """Seconds between ticks while a run is about to move (SUBMITTING, STARTING): create-to-RUNNING stays quick."""
@@ -105,11 +104,37 @@ def _next_batch(unlaunched: Sequence[Pod]) -> list[Pod]:
     return [p for p in unlaunched if p.role != "LAUNCHER"][:LAUNCH_BATCH]
 
 
+def _launched(pods: Sequence[Pod], handles: dict[str, str], now: float) -> None:
+    """Record what the executor returned for the pods it started: their handles and the launch time."""
+    for p in pods:
+        if p.name in handles:
+            p.handle, p.launched_at = handles[p.name], now
+
+
 def _failure(pod: Pod) -> str:
     """FailureReason text of spec §6.5."""
     if pod.exit_code is None:
         return f"{pod.suffix} lost: its process is gone and left no exit code"
     return f"{pod.suffix} exited with code {pod.exit_code}"
+
+
+def _holds(run: Run) -> bool:
+    """Whether a run holds its capacity: granted and not yet ended (a run stopped while PENDING is STOPPING
+    without ever having held anything)."""
+    if run.status in (TaskStatus.STARTING, TaskStatus.RUNNING):
+        return True
+    return run.status == TaskStatus.STOPPING and any(p.node or p.launched_at is not None for p in run.pods)
+
+
+def _demands(run: Run, task: Task) -> list[Demand]:
+    """What each pod of the run needs, in pod order, with its role's card model."""
+    return [Demand(p.cpu, p.memory, p.gpu, str(pod_config(task.doc, p).get("GpuType") or "")) for p in run.pods]
+
+
+def _holds_of(run: Run) -> list[Hold]:
+    """What a run's pods hold where they were placed. Pods do not record their GPU indices yet (no executor uses
+    them before the sandbox, issue 9), so the scheduler counts their cards as a fresh placement would."""
+    return [Hold(run.pool, Slot(p.node), Demand(p.cpu, p.memory, p.gpu)) for p in run.pods]
 
 
 @dataclass(slots=True)
@@ -168,7 +193,7 @@ class Runner:
         self,
         store: Store,
         executor: Executor,
-        catalogue: Catalogue,
+        scheduler: Scheduler,
         *,
         callbacks: Sender | None = None,
         stop_grace_seconds: float = 10.0,
@@ -179,7 +204,7 @@ class Runner:
     ) -> None:
         self.store = store
         self.executor = executor
-        self.catalogue = catalogue
+        self.scheduler = scheduler
         self.callbacks = callbacks
         self.grace = stop_grace_seconds
         self.interval = interval
@@ -314,33 +339,23 @@ class Runner:
         state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
         return True
 
-    # -- capacity (spec §6.2: PENDING until capacity, granted in submission order) -------------------
+    # -- capacity (spec §6.2: PENDING until capacity, granted in submission order; scheduling.py decides) -------
 
     def _schedule(self, items: list[tuple[Run, Task]], now: float) -> bool:
         pending = [(r, t) for r, t in items if r.status == TaskStatus.PENDING]
         if not pending:
             return False
-        pool_used = [0, 0, 0]
-        node_used: dict[str, list[int]] = {}
-        for r, _ in items:
-            # A run stopped while PENDING is STOPPING without ever having held anything.
-            launched = any(p.node or p.launched_at is not None for p in r.pods)
-            if r.status in (TaskStatus.STARTING, TaskStatus.RUNNING) or (r.status == TaskStatus.STOPPING and launched):
-                self._account(r, pool_used, node_used)
-        blocked: set[str] = set()
+        plan = self.scheduler.round(hold for r, _ in items if _holds(r) for hold in _holds_of(r))
         changed = False
         for run, task in pending:
-            placement = None if run.pool in blocked else self._fit(run, pool_used, node_used)
-            if placement is None:
-                never = self._never_fits(run)
-                if not never:
-                    blocked.add(run.pool)  # later submissions to this pool wait their turn
-                message = NEVER_FITS if never else WAITING
-                if run.message != message:
-                    self.store.update_run(run, message=message)
+            demands = _demands(run, task)
+            offer = plan.offer(run.pool, demands)
+            if offer.slots is None:
+                if run.message != offer.message:
+                    self.store.update_run(run, message=offer.message)
                 continue
-            for pod in run.pods:
-                pod.node = placement.get(pod.name, "")
+            for pod, slot in zip(run.pods, offer.slots, strict=True):
+                pod.node = slot.node
             charge = (
                 ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
             )
@@ -350,7 +365,7 @@ class Runner:
             ):  # fmt: skip
                 continue
             self.store.save_pods(run, run.pods)
-            self._account(run, pool_used, node_used)
+            plan.take(run.pool, offer.slots, demands)
             changed = True
             try:
                 self._launch(run, task, _next_batch(run.pods), now)
@@ -358,74 +373,18 @@ class Runner:
                 self._failed_step(run, now)
         return changed
 
-    @staticmethod
-    def _account(run: Run, pool_used: list[int], node_used: dict[str, list[int]]) -> None:
-        if not run.pool:
-            pool_used[0] += run.cpu
-            pool_used[1] += run.memory
-            pool_used[2] += run.gpu
-            return
-        for p in run.pods:
-            if p.node:
-                used = node_used.setdefault(p.node, [0, 0, 0])
-                used[0] += p.cpu
-                used[1] += p.memory
-                used[2] += p.gpu
-
-    def _fit(self, run: Run, pool_used: list[int], node_used: dict[str, list[int]]) -> dict[str, str] | None:
-        """Pod name -> node ("" in the postpaid pool) when the run fits now, else None."""
-        if not run.pool:
-            cap = self.catalogue.capacity
-            fits = (
-                pool_used[0] + run.cpu <= cap.cpu
-                and pool_used[1] + run.memory <= cap.memory
-                and pool_used[2] + run.gpu <= cap.gpu
-            )
-            return {p.name: "" for p in run.pods} if fits else None
-        group = self.catalogue.resource_groups.get(run.pool)
-        if group is None:
-            return None
-        nodes = [n for n in group.nodes if n.status == "RUNNING"]  # other node states take no work
-        free = {n.id: [n.cpu, n.memory, n.gpu] for n in nodes}
-        for node_id, used in node_used.items():
-            if node_id in free:
-                free[node_id] = [free[node_id][k] - used[k] for k in range(3)]
-        placement: dict[str, str] = {}
-        for p in run.pods:
-            if not (p.cpu or p.memory or p.gpu):
-                placement[p.name] = ""  # the MPI launcher holds nothing
-                continue
-            node = next(
-                (n for n in nodes if free[n.id][0] >= p.cpu and free[n.id][1] >= p.memory and free[n.id][2] >= p.gpu),
-                None,
-            )
-            if node is None:
-                return None
-            free[node.id][0] -= p.cpu
-            free[node.id][1] -= p.memory
-            free[node.id][2] -= p.gpu
-            placement[p.name] = node.id
-        return placement
-
-    def _never_fits(self, run: Run) -> bool:
-        if not run.pool:
-            cap = self.catalogue.capacity
-            return run.cpu > cap.cpu or run.memory > cap.memory or run.gpu > cap.gpu
-        group = self.catalogue.resource_groups.get(run.pool)
-        if group is None:
-            return True
-        return self._fit(run, [0, 0, 0], {}) is None
-
     def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float) -> None:
         spec = run_spec(run, task)
         try:
-            self.executor.launch(spec, pods, now)
+            handles = self.executor.launch(spec, pods, now)
         except LaunchError as err:
+            _launched(pods, err.handles, now)  # the pods it did start are watched until they are gone
             self.store.save_pods(run, pods)
             for p in pods:
-                p.status = PodStatus.FAILED if p.pid is None else p.status
+                p.status = PodStatus.FAILED if p.launched_at is None else p.status
             self._finish(run, task, TaskStatus.FAILED, str(err), now)
             return
+        _launched(pods, handles, now)
         self.store.save_pods(run, pods)
 
     # -- watching pods --------------------------------------------------------------------------
@@ -438,10 +397,8 @@ class Runner:
             obs = seen.get(pod.name)
             if obs is None:
                 continue
-            before = (pod.status, pod.pid, pod.start_time, pod.end_time, pod.exit_code, pod.proc_start)
-            pod.pid = pod.pid or obs.pid
-            pod.pgid = pod.pgid or obs.pgid
-            pod.proc_start = pod.proc_start if pod.proc_start is not None else obs.proc_start
+            before = (pod.status, pod.handle, pod.start_time, pod.end_time, pod.exit_code)
+            pod.handle = obs.handle or pod.handle
             if pod.launched_at is None:
                 pod.launched_at = now
             if obs.started_at is not None and pod.start_time is None and obs.phase != "PENDING":
@@ -460,7 +417,7 @@ class Runner:
                     pod.status = ending
                 else:
                     pod.status = PodStatus.SUCCEEDED if obs.exit_code == 0 else PodStatus.FAILED
-            if (pod.status, pod.pid, pod.start_time, pod.end_time, pod.exit_code, pod.proc_start) != before:
+            if (pod.status, pod.handle, pod.start_time, pod.end_time, pod.exit_code) != before:
                 changed.append(pod)
         return changed
 
@@ -547,7 +504,7 @@ class Runner:
     def _finish(self, run: Run, task: Task, status: TaskStatus, reason: str, at: float) -> bool:
         """Move a run to a terminal state, with FailureReason, EndTime and its §8 callback."""
         end = int(at)
-        runtime = max(0, end - run.start_time) if run.start_time is not None else 0
+        runtime = runtime_seconds(status, run.start_time, end, at)
         callback = ""
         if task.doc.get("CallbackUrl"):
             callback = json.dumps(self._callback(run, status, reason, at))

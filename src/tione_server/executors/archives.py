@@ -12,6 +12,7 @@ import lzma
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,13 +39,24 @@ def is_archive(name: str) -> bool:
     return name.endswith(SUFFIXES)
 
 
-def unpack(src: BinaryIO, name: str, dest: Path, *, max_members: int = MAX_MEMBERS, max_bytes: int = MAX_BYTES) -> None:
-    """Unpack the archive `src` (called `name`) into the directory `dest`; BadArchive when it may not be."""
+def unpack(
+    src: BinaryIO,
+    name: str,
+    dest: Path,
+    *,
+    max_members: int = MAX_MEMBERS,
+    max_bytes: int = MAX_BYTES,
+    rootfs: bool = False,
+) -> None:
+    """Unpack the archive `src` (called `name`) into the directory `dest`; BadArchive when it may not be.
+
+    `rootfs`: an image's root filesystem (issue 9 item 4), whose symlinks may point to absolute paths.
+    """
     try:
         if name.endswith(".zip"):
             _unzip(src, dest, max_members, max_bytes)
         else:
-            _untar(src, dest, max_members, max_bytes)
+            _untar(src, dest, max_members, max_bytes, _rootfs_filter if rootfs else tarfile.data_filter)
     except _DATA_ERRORS as err:
         raise BadArchive(f"not a readable {_kind(name)} archive ({type(err).__name__}: {err})") from None
     except OSError as err:
@@ -78,7 +90,21 @@ def _unzip(src: BinaryIO, dest: Path, max_members: int, max_bytes: int) -> None:
         zf.extractall(dest)  # noqa: S202 - every member name was checked above
 
 
-def _untar(src: BinaryIO, dest: Path, max_members: int, max_bytes: int) -> None:
+_Filter = Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]
+
+
+def _rootfs_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """PEP 706's "data" filter, except that a symlink may point anywhere: in an image, `/usr/bin/x ->
+    /etc/alternatives/x` resolves inside the pod's own root. Writes through a symlink stay refused when they would
+    land outside `dest` (both filters check that), and device files and fifos are skipped rather than refused."""
+    if member.isdev():
+        return None
+    if member.issym():
+        return tarfile.tar_filter(member, dest)
+    return tarfile.data_filter(member, dest)
+
+
+def _untar(src: BinaryIO, dest: Path, max_members: int, max_bytes: int, tar_filter: _Filter) -> None:
     with tarfile.open(fileobj=src, mode="r:*") as tf:
         total = 0
         count = 0
@@ -88,4 +114,4 @@ def _untar(src: BinaryIO, dest: Path, max_members: int, max_bytes: int) -> None:
             _check_member(member.name, count, total, max_members, max_bytes)
         # The "data" filter refuses links pointing out, device files and absolute names, and drops modes that
         # would make files set-uid or world-writable (PEP 706).
-        tf.extractall(dest, filter="data")
+        tf.extractall(dest, filter=tar_filter)  # noqa: S202 - data_filter or _rootfs_filter (PEP 706), as above

@@ -3,9 +3,9 @@
 Each pod is a supervisor (executors/podwrap.py) in its own session, running the pod's command with
 `/bin/sh -c` in the run's copy of the code package; every process of the pod stays below it. The supervisor
 stamps log lines and records the exit code on disk, so pods outlive a crashed server and are found again from
-the database (pid, process start time) and the pod directory. COS is not reachable here: a COS path
-`bucket/path` of account UIN stands for `<cos_root>/<UIN>/bucket/path` on this machine, confined to that tree
-(paths.py; docs/executors.md). Linux `/proc` is used to tell a live process from a reused pid.
+their handle (the supervisor's pid and process start time, see `handle`) and the pod directory. COS is not
+reachable here: a COS path `bucket/path` of account UIN stands for `<cos_root>/<UIN>/bucket/path` on this machine,
+confined to that tree (paths.py; docs/executors.md). Linux `/proc` is used to tell a live process from a reused pid.
 """
 
 from __future__ import annotations
@@ -26,15 +26,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tione_server.executors import archives, podwrap
-from tione_server.executors.base import (
-    FileBackedRuns,
-    LaunchError,
-    Mount,
-    Observation,
-    RunFiles,
-    RunSpec,
-    Submission,
-)
+from tione_server.executors.base import LaunchError, Mount, Observation, RunSpec, Submission
+from tione_server.executors.runfiles import FileBackedRuns, RunFiles
 from tione_server.models import Pod, Run
 from tione_server.paths import PathRefused, Tree, fd_path, refusal
 
@@ -74,6 +67,21 @@ def alive(pid: int | None, start: int | None) -> bool:
     if stat is None or stat[0] in ("Z", "X"):
         return False
     return start is None or stat[1] == start
+
+
+def handle(pid: int, start: int | None) -> str:
+    """A pod's handle: its supervisor's pid and kernel start time (clock ticks since boot; None when unknown), so a
+    reused pid is never mistaken for ours. The upgrade to schema 4 (store/handles.py) writes this format too."""
+    return json.dumps({"pid": pid, "start": start})
+
+
+def _process(text: str) -> tuple[int | None, int | None]:
+    """(pid, start time) of a pod's supervisor from its handle; (None, None) for a pod without one."""
+    try:
+        data = json.loads(text) if text else {}
+        return int(data["pid"]), (None if data.get("start") is None else int(data["start"]))
+    except (ValueError, KeyError, TypeError):
+        return None, None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -196,10 +204,10 @@ class LocalExecutor(FileBackedRuns):
                 envs[p.name]["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
         return envs
 
-    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:
+    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> dict[str, str]:
         platform = self._platform_env(spec)
         by_name = {p.name: p for p in spec.pods}
-        started: list[Pod] = []
+        handles: dict[str, str] = {}
         try:
             for pod in pods:
                 ps = by_name[pod.name]
@@ -228,52 +236,52 @@ class LocalExecutor(FileBackedRuns):
                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                     )
                 # Reap the supervisor when it exits, so it never lingers as a zombie of the server (state is
-                # read from its files and /proc, never from this handle).
+                # read from its files and /proc, never from this Popen).
                 threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
                 stat = proc_stat(proc.pid)
-                pod.pid, pod.pgid, pod.launched_at = proc.pid, proc.pid, now
-                pod.proc_start = stat[1] if stat else None
-                started.append(pod)
+                handles[pod.name] = handle(proc.pid, stat[1] if stat else None)
         except OSError as err:
-            for pod in started:
-                self._signal_pod(pod, kill=True)
-            raise LaunchError(f"cannot start pod {pod.name}: {err}") from err
+            for name, text in handles.items():
+                self._signal_pod(name, text, kill=True)
+            raise LaunchError(f"cannot start pod {pod.name}: {err}", handles) from err
+        return handles
 
     # -- observation ----------------------------------------------------------------------------
 
     def observe(self, spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
-        return {p.name: self._observe(run.id, p, now) for p in run.pods if p.launched_at is not None or p.pid}
+        return {p.name: self._observe(run.id, p, now) for p in run.pods if p.launched_at is not None}
 
     def _observe(self, run_id: str, pod: Pod, now: float) -> Observation:
         pod_dir = self.files.pod_dir(run_id, pod.name)
         info = _read_json(pod_dir / "pid")
         started = float(info["time"]) if info else None
-        pid = pod.pid or (int(info["pid"]) if info else None)
-        proc_start = pod.proc_start
-        if pid and proc_start is None:  # recovered from the pid file: adopt the live process, if any
+        pid, proc_start = _process(pod.handle)
+        recovered = ""
+        if pid is None and info:  # launched, but the handle was not stored (a crash): adopt the live process
+            pid = int(info["pid"])
             stat = proc_stat(pid)
             proc_start = stat[1] if stat else None
-        ids = {"pid": pid, "pgid": pod.pgid or pid, "proc_start": proc_start}
+            recovered = handle(pid, proc_start)
         for attempt in range(2):  # exit file, liveness, then the exit file again (it may just have appeared)
             done = _read_json(pod_dir / "exit")
             if done is not None:
-                return Observation(
-                    "EXITED", started_at=started, ended_at=float(done["time"]), exit_code=int(done["code"]), **ids
-                )
+                ended, code = float(done["time"]), int(done["code"])
+                return Observation("EXITED", started_at=started, ended_at=ended, exit_code=code, handle=recovered)
             if attempt == 0 and alive(pid, proc_start):
-                return Observation("RUNNING" if info else "PENDING", started_at=started, **ids)
-        return Observation("LOST", started_at=started, ended_at=now, **ids)
+                return Observation("RUNNING" if info else "PENDING", started_at=started, handle=recovered)
+        return Observation("LOST", started_at=started, ended_at=now, handle=recovered)
 
     # -- stopping and cleanup -------------------------------------------------------------------
 
-    def _signal_pod(self, pod: Pod, *, kill: bool, run_id: str = "") -> None:
+    def _signal_pod(self, name: str, text: str, *, kill: bool, run_id: str = "") -> None:
         """Stop (kill=False) or kill a pod. Through its supervisor, which reaches every process of the pod, even
         daemonized ones (issue 7 E11); with the supervisor gone, the command's own process group directly."""
-        if pod.pid and alive(pod.pid, pod.proc_start):
+        pid, start = _process(text)
+        if pid and alive(pid, start):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pod.pid, podwrap.KILL if kill else podwrap.STOP)
+                os.kill(pid, podwrap.KILL if kill else podwrap.STOP)
             return
-        info = _read_json(self.files.pod_dir(run_id, pod.name) / "pid") if run_id else None
+        info = _read_json(self.files.pod_dir(run_id, name) / "pid") if run_id else None
         child = int(info["child"]) if info and info.get("child") else 0
         try:  # the command leads its own group: check that this pid is still that process
             ours = bool(child) and alive(child, None) and os.getpgid(child) == child
@@ -285,7 +293,7 @@ class LocalExecutor(FileBackedRuns):
 
     def signal(self, spec: RunSpec, run: Run, pods: Sequence[Pod], *, kill: bool, now: float) -> None:
         for pod in pods:
-            self._signal_pod(pod, kill=kill, run_id=run.id)
+            self._signal_pod(pod.name, pod.handle, kill=kill, run_id=run.id)
 
 
 class _SubmitFailed(Exception):

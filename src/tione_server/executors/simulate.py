@@ -6,7 +6,8 @@ granted, then RUNNING for `run_seconds`, then exit 0. Per task, the Envs `TI_SIM
 `TI_SIMULATE_EXIT_CODE` change the running time and the exit code of the pod that decides the run
 (spec §6.5). A Stop ends the pods `stop_seconds` after the SIGTERM. Synthetic log lines are written
 with their timeline timestamps, so DescribeLogs shows them as time passes. Everything is computed from
-times kept in the database, so the timeline survives a restart.
+times kept in the database (the pod's `launched_at`, the run's `term_sent_at`), so the timeline survives a
+restart and pods need no handle.
 """
 
 from __future__ import annotations
@@ -15,18 +16,9 @@ import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from tione_server.executors.base import (
-    STREAMS,
-    FileBackedRuns,
-    Observation,
-    PodSpec,
-    RunFiles,
-    RunSpec,
-    Submission,
-    write_log_line,
-    write_log_lines,
-)
+from tione_server.executors.base import STREAMS, Observation, PodSpec, RunSpec, Submission
 from tione_server.executors.plan import IDLE
+from tione_server.executors.runfiles import FileBackedRuns, RunFiles, write_log_line, write_log_lines
 from tione_server.models import Pod, Run
 
 TERM_EXIT = 128 + 15
@@ -71,13 +63,12 @@ class SimulateExecutor(FileBackedRuns):
     def submit(self, spec: RunSpec, now: float) -> Submission:
         return Submission(ready=now - spec.requested_at >= self.submit_seconds)
 
-    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> None:
+    def launch(self, spec: RunSpec, pods: Sequence[Pod], now: float) -> dict[str, str]:
         by_name = {p.name: p for p in spec.pods}
         decider = _decider(spec)  # once per call, not per pod: O(pods) per run (issue 7 B4)
         started = now + self.start_seconds
         duration = self._run_seconds(spec)
         for pod in pods:
-            pod.launched_at = now
             ps = by_name[pod.name]
             out = self.files.log(spec.run_id, pod.name, "stdout")
             lines = [(_ns(started), f"[simulate] {pod.name} started: {ps.command or '(no command)'}")]
@@ -92,6 +83,7 @@ class SimulateExecutor(FileBackedRuns):
             else:
                 write_log_lines(out, lines)
                 write_log_lines(self.files.log(spec.run_id, pod.name, "stderr"), [ending])
+        return {pod.name: "" for pod in pods}  # the timeline is the pod's launched_at: no handle needed
 
     def observe(self, spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
         by_name = {p.name: p for p in spec.pods}

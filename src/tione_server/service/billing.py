@@ -1,12 +1,12 @@
 """Billing actions (spec §4.10-§4.12): specs, prices and prepaid resource groups, read from the operator catalogue.
 
-`BillingActions` is a mixin of TioneService. Resource-group usage comes from one hook, `_group_usage`, which the
-task runner's accounting provides; this module only renders it.
+`BillingActions` is a mixin of TioneService. Resource-group usage by node is the store's sums of what live runs
+hold, read through the scheduler (scheduling.py, the one place that does resource arithmetic); this module renders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,28 +38,28 @@ from tione_server.catalogue import (
 )
 from tione_server.context import RequestContext
 from tione_server.errors import (
-    FilterLimitExceeded,
     InvalidFilter,
     InvalidParameter,
     InvalidParameterValue,
     MissingParameter,
 )
+from tione_server.scheduling import NodeUsage, total
+from tione_server.service.filters import check_counts, tag_condition
 
 if TYPE_CHECKING:
     from tione_server.catalogue import Catalogue
     from tione_server.config import Settings
+    from tione_server.scheduling import Scheduler
+    from tione_server.store import Store
 
 CHARGE_TYPES = (POSTPAID, PREPAID)
 TASK_TYPES = ("", "TRAIN", "NOTEBOOK", "INFERENCE", "EMS")
 RESOURCE_TYPES = ("", "CALC", "CPU", "GPU", "GPU-SW")
 GROUP_FILTERS = ("ResourceGroupId", "ResourceGroupName", "AvailableNodeCount")
 MAX_GROUP_FILTERS = 5
-MAX_TAG_FILTERS = 10
-MAX_FILTER_VALUES = 100
 DEFAULT_GROUP_LIMIT = 20
 COST_CEILING = 4_200_000_000
 """Spec §4.12: costs above about 4.2 billion fen come back as 0 (a documented quirk we reproduce)."""
-ZERO = Capacity(cpu=0, memory=0, gpu=0)
 
 
 class BillingActions:
@@ -67,16 +67,8 @@ class BillingActions:
 
     settings: Settings
     catalogue: Catalogue
-
-    # --- the usage hook -----------------------------------------------------------------------------------
-
-    def _group_usage(self, group_id: str) -> Mapping[str, Capacity]:
-        """Resources held on each node of `group_id`, by node id, by prepaid tasks in STARTING, RUNNING or
-        STOPPING (spec §4.10). Nodes left out hold nothing.
-
-        Zero by default: the task runner's accounting overrides this (it is the one place usage enters here).
-        """
-        return {}
+    scheduler: Scheduler
+    store: Store
 
     # --- DescribeBillingSpecs (spec §4.11) ---------------------------------------------------------------
 
@@ -156,11 +148,13 @@ class BillingActions:
             raise InvalidParameter("Parameter `Limit` must not be negative.")
         tests = [_group_filter(i, f) for i, f in enumerate(req.Filters or [])]
         tests += [_tag_filter(i, t) for i, t in enumerate(req.TagFilters or [])]
-        _check_counts(req.Filters or [], req.TagFilters or [])
+        check_counts(req.Filters or [], req.TagFilters or [], MAX_GROUP_FILTERS)
         word = _fold(req.SearchWord or "")
         # Newest first; equal times by id, in the same direction (spec §4.10).
         groups = sorted(self.catalogue.resource_groups.values(), key=lambda g: (g.create_time, g.id), reverse=True)
-        rendered = (_GroupView.of(g, self._group_usage(g.id)) for g in groups)
+        # Held by prepaid runs in STARTING, RUNNING or STOPPING, by node (spec §4.10).
+        held = {node: Capacity(*amounts) for node, amounts in self.store.held_by_node().items()} if groups else {}
+        rendered = (_GroupView.of(g, self.scheduler.usage(g.id, held)) for g in groups)
         matches = [
             view
             for view in rendered
@@ -176,8 +170,8 @@ class BillingActions:
 
     def _group(self, ctx: RequestContext, view: _GroupView, show_nodes: bool) -> WireResourceGroup:
         group = view.group
-        total = _sum(n for n in group.nodes)
-        used = _sum(view.used[n.id] for n in group.nodes)
+        size = total(u.total for u in view.usage.values())
+        used = total(u.used for u in view.usage.values())
         return complete(
             WireResourceGroup,
             {
@@ -185,31 +179,20 @@ class BillingActions:
                 "ResourceGroupName": group.name,
                 "FreeInstance": view.free,
                 "TotalInstance": len(group.nodes),
-                "UsedResource": _group_resource(used, _gpu_details(group.nodes, view.used)),
-                "TotalResource": _group_resource(total, _gpu_details(group.nodes, None)),
-                "InstanceSet": [self._node(ctx, n, view.used[n.id]) for n in group.nodes] if show_nodes else [],
+                "UsedResource": _group_resource(used, _gpu_details(group.nodes, view.usage, lambda u: u.used)),
+                "TotalResource": _group_resource(size, _gpu_details(group.nodes, view.usage, lambda u: u.total)),
+                "InstanceSet": [self._node(ctx, n, view.usage[n.id]) for n in group.nodes] if show_nodes else [],
                 "TagSet": [{"TagKey": k, "TagValue": v} for k, v in group.tags],
             },
         )
 
-    def _node(self, ctx: RequestContext, node: Node, used: Capacity) -> dict[str, Any]:
+    def _node(self, ctx: RequestContext, node: Node, usage: NodeUsage) -> dict[str, Any]:
         spec = self.catalogue.instance_type(node.spec_name) if node.spec_name else None
-        running = node.status == "RUNNING"
-        # Only a running node can take work: any other state offers nothing (spec §2 node states).
-        available = (
-            Capacity(
-                cpu=max(0, node.cpu - used.cpu),
-                memory=max(0, node.memory - used.memory),
-                gpu=max(0, node.gpu - used.gpu),
-            )
-            if running
-            else ZERO
-        )
         return {
             "InstanceId": node.id,
-            "UsedResource": _resource_info(node, used),
-            "TotalResource": _resource_info(node, node),
-            "AvailableResource": _resource_info(node, available),
+            "UsedResource": _resource_info(node, usage.used),
+            "TotalResource": _resource_info(node, usage.total),
+            "AvailableResource": _resource_info(node, usage.available),
             "InstanceStatus": node.status,
             "SubUin": ctx.caller.uin,
             "CreateTime": node.create_time,
@@ -236,16 +219,14 @@ class _GroupView:
     """A group with its usage settled once, so filters and rendering agree."""
 
     group: ResourceGroup
-    used: Mapping[str, Capacity]
-    """Usage by node id; every node present."""
+    usage: Mapping[str, NodeUsage]
+    """Every node by id."""
     free: int
 
     @classmethod
-    def of(cls, group: ResourceGroup, usage: Mapping[str, Capacity]) -> _GroupView:
-        used = {n.id: usage.get(n.id, ZERO) for n in group.nodes}
+    def of(cls, group: ResourceGroup, usage: Mapping[str, NodeUsage]) -> _GroupView:
         # FreeInstance = nodes usable now: running and holding no task at all (spec §4.10).
-        free = sum(1 for n in group.nodes if n.status == "RUNNING" and used[n.id] == ZERO)
-        return cls(group=group, used=used, free=free)
+        return cls(group=group, usage=usage, free=sum(1 for u in usage.values() if u.idle))
 
 
 GroupTest = Callable[[_GroupView], bool]
@@ -301,40 +282,19 @@ def _count(index: int, value_index: int, value: str) -> int:
 
 
 def _tag_filter(index: int, t: TagFilter) -> GroupTest:
-    # Same rules as the task list (spec §5.4): the key must be present; empty TagValues means "has the key".
-    if not t.TagKey:
-        raise InvalidParameter(f"Parameter `TagFilters.{index}.TagKey` must be a non-empty tag key.")
-    key, values = t.TagKey, set(t.TagValues or ())
-    return lambda view: any(k == key and (not values or v in values) for k, v in view.group.tags)
+    # The task list's rules (spec §5.4, service/filters.py).
+    cond = tag_condition(index, t)
+    return lambda view: any(k == cond.key and (not cond.values or v in cond.values) for k, v in view.group.tags)
 
 
-def _check_counts(filters: Sequence[Filter], tags: Sequence[TagFilter]) -> None:
-    if len(filters) > MAX_GROUP_FILTERS:
-        raise FilterLimitExceeded(f"At most {MAX_GROUP_FILTERS} `Filters` are allowed; got {len(filters)}.")
-    if len(tags) > MAX_TAG_FILTERS:
-        raise FilterLimitExceeded(f"At most {MAX_TAG_FILTERS} `TagFilters` are allowed; got {len(tags)}.")
-    for i, f in enumerate(filters):
-        if len(f.Values or ()) > MAX_FILTER_VALUES:
-            raise FilterLimitExceeded(f"At most {MAX_FILTER_VALUES} values are allowed in `Filters.{i}.Values`.")
-    for i, t in enumerate(tags):
-        if len(t.TagValues or ()) > MAX_FILTER_VALUES:
-            raise FilterLimitExceeded(f"At most {MAX_FILTER_VALUES} values are allowed in `TagFilters.{i}.TagValues`.")
-
-
-def _sum(items: Iterable[Capacity | Node]) -> Capacity:
-    cpu = memory = gpu = 0
-    for c in items:
-        cpu, memory, gpu = cpu + c.cpu, memory + c.memory, gpu + c.gpu
-    return Capacity(cpu=cpu, memory=memory, gpu=gpu)
-
-
-def _gpu_details(nodes: Sequence[Node], used: Mapping[str, Capacity] | None) -> list[dict[str, Any]]:
+def _gpu_details(
+    nodes: Sequence[Node], usage: Mapping[str, NodeUsage], amount: Callable[[NodeUsage], Capacity]
+) -> list[dict[str, Any]]:
     """GpuDetailSet: cards per card model, in 1/100 card (spec §9.4), models in order of first appearance."""
     by_type: dict[str, int] = {}
     for n in nodes:
         if n.gpu_type:
-            amount = n.gpu if used is None else used[n.id].gpu
-            by_type[n.gpu_type] = by_type.get(n.gpu_type, 0) + amount
+            by_type[n.gpu_type] = by_type.get(n.gpu_type, 0) + amount(usage[n.id]).gpu
     return [{"Name": name, "Value": value} for name, value in by_type.items()]
 
 
@@ -342,7 +302,7 @@ def _group_resource(c: Capacity, gpu_details: list[dict[str, Any]]) -> dict[str,
     return {"Cpu": c.cpu, "Memory": c.memory, "Gpu": c.gpu, "GpuDetailSet": gpu_details}
 
 
-def _resource_info(node: Node, amount: Capacity | Node) -> dict[str, Any]:
+def _resource_info(node: Node, amount: Capacity) -> dict[str, Any]:
     details = [{"Name": node.gpu_type, "Value": amount.gpu}] if node.gpu_type and amount.gpu else []
     return {
         "Cpu": amount.cpu,

@@ -14,9 +14,7 @@ from tione_server.api._generated import PodInfo, TrainingTaskDetail
 from tione_server.api.complete import complete
 from tione_server.catalogue import Catalogue
 from tione_server.executors.plan import pod_config
-from tione_server.models import ChargeStatus, ChargeType, Pod, Run, Task, TaskStatus
-
-RUNTIME_STATUSES = frozenset({TaskStatus.RUNNING, TaskStatus.STOPPING})
+from tione_server.models import ChargeStatus, ChargeType, Pod, Run, Task, TaskStatus, runtime_seconds
 
 
 def is_live(task: Task) -> bool:
@@ -24,30 +22,19 @@ def is_live(task: Task) -> bool:
     return bool(task.doc.get("LatestInstanceId"))
 
 
-def runtime_seconds(task: Task, now: float) -> int:
+def task_runtime(task: Task, now: float) -> int:
     """RuntimeInSeconds of the task's current run, as the list and the detail show it.
 
-    A task run here counts while RUNNING/STOPPING (spec §6.4) and keeps the runner's figure once over. An imported
-    task is history that nothing runs here: it keeps the figure it was imported with (issue 7 E13: a RUNNING one
-    counted on would report months); without one, EndTime - StartTime, else 0.
+    A task run here follows `runtime_seconds`. An imported task is history that nothing runs here: it keeps the
+    figure it was imported with (issue 7 E13: a RUNNING one counted on would report months); without one,
+    EndTime - StartTime as of an ended run, else 0.
     """
-    if is_live(task) and task.status in RUNTIME_STATUSES and task.start_time is not None:
-        return max(0, int(now) - task.start_time)
+    if is_live(task):
+        return runtime_seconds(task.status, task.start_time, task.end_time, now)
     stored = task.doc.get("RuntimeInSeconds")
     if isinstance(stored, int):
         return stored
-    if task.start_time is not None and task.end_time is not None:
-        return max(0, task.end_time - task.start_time)
-    return 0
-
-
-def runtime(status: str, start: int | None, end: int | None, now: float) -> int:
-    """Spec §6.4: whole seconds RUNNING; now - StartTime while RUNNING/STOPPING; 0 if it never ran."""
-    if start is None:
-        return 0
-    if status in RUNTIME_STATUSES:
-        return max(0, int(now) - start)
-    return max(0, end - start) if end is not None else 0
+    return runtime_seconds(TaskStatus.STOPPED, task.start_time, task.end_time, now)
 
 
 def resource_configs(task: Task, catalogue: Catalogue) -> list[dict[str, Any]]:
@@ -101,13 +88,13 @@ def detail(task: Task, run: Run | None, catalogue: Catalogue, now: float, offset
         data.update(FailureReason=run.failure_reason, Message=run.message)
     live = is_live(task)
     if live or run is not None:
-        data["RuntimeInSeconds"] = runtime(status, start, end, now)
+        data["RuntimeInSeconds"] = runtime_seconds(status, start, end, now)
         data["BillingInfo"] = billing_info(task, charge, catalogue)
         data["ResourceGroupName"] = group_name(task, catalogue)
         data["ResourceConfigInfos"] = resource_configs(task, catalogue)
         data["OperatorInfo"] = task.doc.get("LatestOperatorInfo")
     else:
-        data["RuntimeInSeconds"] = runtime_seconds(task, now)
+        data["RuntimeInSeconds"] = task_runtime(task, now)
     data.update(
         Id=task.id,
         Name=task.name,

@@ -1,13 +1,14 @@
 """Training-task lifecycle actions (spec §4.1-§4.7): Create, Describe, Start, Stop, Delete, Pods.
 
-A mixin of TioneService. Handlers validate, write and return; they never wait on processes. The runner
-(runner.py) is woken after every change and moves the run through its states (spec §6).
+A mixin of TioneService. Handlers validate, write and return; the runner (runner.py) is woken after every change
+and moves the run through its states (spec §6). Delete alone reaches the executor: it kills a run's leftover pods
+and removes the run's files.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tione_server import ids
@@ -25,7 +26,6 @@ from tione_server.api._generated import (
     StopTrainingTaskRequest,
     StopTrainingTaskResponse,
 )
-from tione_server.catalogue import Capacity
 from tione_server.context import RequestContext
 from tione_server.errors import (
     DuplicateName,
@@ -51,15 +51,17 @@ from tione_server.models import (
     TaskStatus,
 )
 from tione_server.netpolicy import address_policy
+from tione_server.scheduling import task_demand
 from tione_server.service.detail import detail, is_live, pod_info
 from tione_server.service.scope import scope_of
-from tione_server.service.validation import Definition, check_capacity, demand, stored_configs, validate_create
+from tione_server.service.validation import Definition, check_capacity, stored_configs, validate_create
 from tione_server.store.runs import IdTaken, NameTaken, QuotaExceeded
 
 if TYPE_CHECKING:
     from tione_server.catalogue import Catalogue
     from tione_server.config import Settings
     from tione_server.executors.base import Executor
+    from tione_server.scheduling import Scheduler
     from tione_server.store import Store
 
 _creating: set[tuple[Scope, str]] = set()
@@ -91,6 +93,7 @@ class LifecycleActions:
     store: Store
     catalogue: Catalogue
     executor: Executor
+    scheduler: Scheduler
     wake: Callable[[], None]
 
     # -- create ---------------------------------------------------------------------------------
@@ -98,7 +101,7 @@ class LifecycleActions:
     def create_training_task(self, ctx: RequestContext, req: CreateTrainingTaskRequest) -> CreateTrainingTaskResponse:
         """Validate (spec §4.1), store the task and its first run in SUBMITTING; the runner starts it."""
         scope = scope_of(ctx, req.TiProjectId)
-        d = validate_create(req, self.catalogue, address_policy(self.settings.callback_allow))
+        d = validate_create(req, self.catalogue, self.scheduler, address_policy(self.settings.callback_allow))
         key = (scope, d.name)
         with _creating_lock:
             if key in _creating:
@@ -203,12 +206,13 @@ class LifecycleActions:
             raise NotAllow(f"The task `{task.id}` was imported as history and has no definition to run.")
         configs = stored_configs(task.doc)
         try:
-            check_capacity(self.catalogue, task.charge_type, task.resource_group_id, configs)
+            check_capacity(self.catalogue, self.scheduler, task.charge_type, task.resource_group_id, configs)
         except ResourceGroupNotFound as err:  # the group left the catalogue: Start declares only this code
             raise ResourceGroupInsufficient(err.message) from None
         pool = task.resource_group_id if task.charge_type == ChargeType.PREPAID else ""
         run = self._new_run(task.id, task.num, "START", ctx.now, pool)
-        run.cpu, run.memory, run.gpu = demand(configs)
+        need = task_demand(configs)
+        run.cpu, run.memory, run.gpu = need.cpu, need.memory, need.gpu
         patch = {
             "LatestInstanceId": run.id,
             "FailureReason": "",
@@ -263,18 +267,8 @@ class LifecycleActions:
             raise NotAllow(f"The task `{req.Id}` is {outcome.status}; stop it before deleting it.")
         task = outcome.task
         for run in outcome.runs:
-            leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES and p.pid]
+            leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES and p.launched_at is not None]
             if leftovers and task is not None:  # a process still being cleaned up: end it now
                 self.executor.signal(run_spec(run, task), run, leftovers, kill=True, now=ctx.now)
             self.executor.remove(run.id)
         return DeleteTrainingTaskResponse()
-
-    # -- resource-group usage for DescribeBillingResourceGroups (service/billing.py) -------------------
-
-    def _group_usage(self, group_id: str) -> Mapping[str, Capacity]:
-        """Resources held on the group's nodes by prepaid runs in STARTING/RUNNING/STOPPING (spec §4.10)."""
-        group = self.catalogue.resource_groups.get(group_id)
-        if group is None:
-            return {}
-        held = self.store.held_by_node()
-        return {n.id: Capacity(*held[n.id]) for n in group.nodes if n.id in held}

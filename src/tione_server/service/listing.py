@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from tione_server.api._generated import DescribeTrainingTasksRequest, Filter, TagFilter
-from tione_server.errors import (
-    FilterLimitExceeded,
-    InvalidParameter,
-    InvalidParameterValue,
-    MissingParameter,
-    PageLimitExceeded,
-)
-from tione_server.models import FieldFilter, TagCondition, TaskQuery
+from tione_server.api._generated import DescribeTrainingTasksRequest, Filter
+from tione_server.errors import InvalidParameterValue, MissingParameter, PageLimitExceeded
+from tione_server.models import FieldFilter, TaskQuery
+from tione_server.service.filters import check_counts, tag_condition
 
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 10
 MAX_FILTERS = 10
-MAX_VALUES = 100
 
 FILTER_COLUMNS: dict[str, tuple[str, bool]] = {
     "Name": ("name", False),
@@ -54,8 +48,8 @@ def build_query(req: DescribeTrainingTasksRequest) -> TaskQuery:
     if order_field not in ORDER_FIELDS:
         raise InvalidParameterValue.for_param("OrderField", "Use CreateTime, UpdateTime or StartTime.")
     filters = [_filter(i, f) for i, f in enumerate(req.Filters or [])]
-    tags = [_tag(i, t) for i, t in enumerate(req.TagFilters or [])]
-    _check_counts(req.Filters or [], req.TagFilters or [])
+    tags = [tag_condition(i, t) for i, t in enumerate(req.TagFilters or [])]
+    check_counts(req.Filters or [], req.TagFilters or [], MAX_FILTERS)
     return TaskQuery(
         filters=tuple(f for f in filters if f is not None),
         tags=tuple(tags),
@@ -78,22 +72,3 @@ def _filter(index: int, f: Filter) -> FieldFilter | None:
     column, fold = FILTER_COLUMNS[f.Name]
     values = tuple(ascii_upper(v) for v in f.Values) if fold and not f.Fuzzy else tuple(f.Values)
     return FieldFilter(column=column, values=values, fuzzy=bool(f.Fuzzy), negative=bool(f.Negative))
-
-
-def _tag(index: int, t: TagFilter) -> TagCondition:
-    if not t.TagKey:
-        raise InvalidParameter(f"Parameter `TagFilters.{index}.TagKey` must be a non-empty tag key.")
-    return TagCondition(key=t.TagKey, values=tuple(t.TagValues or ()))
-
-
-def _check_counts(filters: list[Filter], tags: list[TagFilter]) -> None:
-    if len(filters) > MAX_FILTERS:
-        raise FilterLimitExceeded(f"At most {MAX_FILTERS} `Filters` are allowed; got {len(filters)}.")
-    if len(tags) > MAX_FILTERS:
-        raise FilterLimitExceeded(f"At most {MAX_FILTERS} `TagFilters` are allowed; got {len(tags)}.")
-    for i, f in enumerate(filters):
-        if len(f.Values or ()) > MAX_VALUES:
-            raise FilterLimitExceeded(f"At most {MAX_VALUES} values are allowed in `Filters.{i}.Values`.")
-    for i, t in enumerate(tags):
-        if len(t.TagValues or ()) > MAX_VALUES:
-            raise FilterLimitExceeded(f"At most {MAX_VALUES} values are allowed in `TagFilters.{i}.TagValues`.")

@@ -13,7 +13,7 @@ from tione_server.api._generated import TrainingTaskSetItem
 from tione_server.api.complete import complete, complete_member
 from tione_server.catalogue import Catalogue
 from tione_server.models import Task
-from tione_server.service.detail import is_live, live_list_fields, runtime_seconds
+from tione_server.service.detail import is_live, live_list_fields, task_runtime
 
 PRIVATE_VALUE = "******"
 
@@ -31,7 +31,7 @@ def list_item(task: Task, now: float, offset_hours: int, catalogue: Catalogue | 
         "ChargeStatus": task.charge_status,
         "ResourceGroupId": task.resource_group_id,
         "Status": task.status,
-        "RuntimeInSeconds": runtime_seconds(task, now),
+        "RuntimeInSeconds": task_runtime(task, now),
         "CreateTime": timefmt.render(task.create_time, offset_hours),
         "UpdateTime": timefmt.render(task.update_time, offset_hours),
         "StartTime": timefmt.render(task.start_time, offset_hours),

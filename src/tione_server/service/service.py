@@ -13,6 +13,7 @@ from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
 from tione_server.executors import Executor
+from tione_server.scheduling import Scheduler
 from tione_server.service.billing import BillingActions
 from tione_server.service.lifecycle import LifecycleActions
 from tione_server.service.listing import build_query
@@ -23,13 +24,14 @@ from tione_server.store import Store
 
 
 class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
-    """Business rules per action; the store is the only I/O."""
+    """Business rules per action; their I/O goes through the store and the executor they are given."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
         catalogue: Catalogue,
+        scheduler: Scheduler,
         executor: Executor,
         *,
         wake: Callable[[], None] = lambda: None,
@@ -39,6 +41,8 @@ class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
         self.settings = settings
         self.store = store
         self.catalogue = catalogue
+        self.scheduler = scheduler
+        """Capacity questions (issue 8 item 4); the runner asks the same one."""
         self.executor = executor
         self.wake = wake
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from tione_server.api._generated import CosPathInfo, CreateTrainingTaskRequest
-from tione_server.catalogue import Catalogue, ResourceGroup
+from tione_server.catalogue import Catalogue
 from tione_server.errors import (
     BadName,
     BillingStatusResourceInsufficient,
@@ -37,6 +37,7 @@ from tione_server.errors import (
 from tione_server.models import ChargeType
 from tione_server.netpolicy import AddressPolicy
 from tione_server.paths import refusal
+from tione_server.scheduling import Scheduler, config_demand, task_demand
 
 NAME = re.compile(r"[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff_-]{0,59}")
 """Spec §4.1 rule 2: 1-60 code points; CJK, ASCII letters, digits, `_`, `-`; not starting with `_`/`-`."""
@@ -128,26 +129,16 @@ def _configs(req: CreateTrainingTaskRequest, catalogue: Catalogue, charge_type: 
     return out
 
 
-def fits_some_node(group: ResourceGroup, cfg: dict[str, Any]) -> bool:
-    """Whether one node of the group is, in total, big enough for one node of this role (spec §4.1 rule 5)."""
-    return any(
-        n.status == "RUNNING"
-        and n.cpu >= cfg["Cpu"]
-        and n.memory >= cfg["Memory"]
-        and n.gpu >= cfg["Gpu"]
-        and (not cfg["Gpu"] or n.gpu_type == cfg["GpuType"])
-        for n in group.nodes
-    )
-
-
-def check_capacity(catalogue: Catalogue, charge_type: str, group_id: str, configs: list[dict[str, Any]]) -> None:
-    """Rules 5-6, also applied by StartTrainingTask (spec §4.4)."""
+def check_capacity(
+    catalogue: Catalogue, scheduler: Scheduler, charge_type: str, group_id: str, configs: list[dict[str, Any]]
+) -> None:
+    """Rules 5-6, also applied by StartTrainingTask (spec §4.4): one pod of each role must fit, in total, a running
+    node of the group (scheduling.py answers); a postpaid spec must be on sale."""
     if charge_type == ChargeType.PREPAID:
-        group = catalogue.resource_groups.get(group_id)
-        if group is None:
+        if group_id not in catalogue.resource_groups:
             raise ResourceGroupNotFound(f"The resource group `{group_id}` named in `ResourceGroupId` does not exist.")
         for i, cfg in enumerate(configs):
-            if not fits_some_node(group, cfg):
+            if not scheduler.fits_a_node(group_id, config_demand(cfg)):
                 raise ResourceGroupInsufficient(
                     f"`ResourceConfigInfos.{i}` asks for more than any node of `{group_id}` has in total."
                 )
@@ -253,10 +244,13 @@ def _structure(req: CreateTrainingTaskRequest) -> list[tuple[str, str]]:
     return tags
 
 
-def validate_create(req: CreateTrainingTaskRequest, catalogue: Catalogue, callbacks: AddressPolicy) -> Definition:
+def validate_create(
+    req: CreateTrainingTaskRequest, catalogue: Catalogue, scheduler: Scheduler, callbacks: AddressPolicy
+) -> Definition:
     """Spec §4.1 rules 2-13 in order; rule 14 (duplicate names) is checked when storing.
 
-    `callbacks` says which addresses a CallbackUrl may name (issue 7 D10).
+    `scheduler` answers whether the request fits the group's nodes; `callbacks` says which addresses a
+    CallbackUrl may name (issue 7 D10).
     """
     name = req.Name or ""
     check_name(name)
@@ -270,7 +264,7 @@ def validate_create(req: CreateTrainingTaskRequest, catalogue: Catalogue, callba
         raise MissingParameter("ResourceGroupId")
     if charge_type == ChargeType.POSTPAID_BY_HOUR and group_id:
         raise InvalidParameterValue.for_param("ResourceGroupId", "Only PREPAID tasks run on a resource group.")
-    check_capacity(catalogue, charge_type, group_id, configs)
+    check_capacity(catalogue, scheduler, charge_type, group_id, configs)
     image = _image(req, catalogue)
     _check_rdma(catalogue, charge_type, group_id, configs)
     if len(req.DataConfigs or []) > MAX_DATA_CONFIGS:
@@ -329,20 +323,11 @@ def validate_create(req: CreateTrainingTaskRequest, catalogue: Catalogue, callba
         "Queues": list(req.Queues or []),
         "_private": {"Envs": envs},
     }
-    cpu, memory, gpu = demand(configs)
+    need = task_demand(configs)
     return Definition(
         name=name, charge_type=charge_type, resource_group_id=group_id, tags=tags, doc=doc,
-        cpu=cpu, memory=memory, gpu=gpu,
+        cpu=need.cpu, memory=need.memory, gpu=need.gpu,
     )  # fmt: skip
-
-
-def demand(configs: list[dict[str, Any]]) -> tuple[int, int, int]:
-    """Total (cpu, memory, gpu) of all nodes of all roles."""
-    return (
-        sum(int(c["Cpu"]) * int(c["InstanceNum"]) for c in configs),
-        sum(int(c["Memory"]) * int(c["InstanceNum"]) for c in configs),
-        sum(int(c["Gpu"]) * int(c["InstanceNum"]) for c in configs),
-    )
 
 
 def stored_configs(doc: dict[str, Any]) -> list[dict[str, Any]]:

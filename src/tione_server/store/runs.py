@@ -118,9 +118,7 @@ def pod_row(run_num: int, pod: Pod) -> dict[str, Any]:
         "gpu": pod.gpu,
         "status": pod.status,
         "node": pod.node,
-        "pid": pod.pid,
-        "pgid": pod.pgid,
-        "proc_start": pod.proc_start,
+        "handle": pod.handle,
         "launched_at": pod.launched_at,
         "start_time": pod.start_time,
         "end_time": pod.end_time,
@@ -140,9 +138,7 @@ def _pod(row: Any) -> Pod:
         gpu=m["gpu"],
         status=m["status"],
         node=m["node"],
-        pid=m["pid"],
-        pgid=m["pgid"],
-        proc_start=m["proc_start"],
+        handle=m["handle"],
         launched_at=m["launched_at"],
         start_time=m["start_time"],
         end_time=m["end_time"],
@@ -523,7 +519,7 @@ class RunStore:
                 setattr(run, k, v)
 
     def save_pods(self, run: Run, changed: Sequence[Pod]) -> None:
-        """Write the given pods of a run back (pid, status, times, exit code)."""
+        """Write the given pods of a run back (handle, status, times, exit code)."""
         if not changed:
             return
         rows = [{f"_{k}": v for k, v in pod_row(run.num, p).items()} for p in changed]

@@ -21,12 +21,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bump with every change below; Store refuses a database of a newer version than it knows.
 
 2: runs, pods and metrics (executed tasks); version-1 databases gain them on open.
 3: task_counts, count_deltas and scopes.gen, kept current by triggers (store/counts.py);
    older databases are migrated.
+4: pods.handle, the executor's opaque text for a pod, replaces pods.pid, pgid and proc_start (issue 8 item 3);
+   older databases gain the column, filled for live pods from their pid and start time (store/handles.py), and
+   keep the three old columns, unused and NULL from then on (SQLite cannot drop columns on every version).
 """
 
 UNSET_TIME = -1
@@ -178,9 +181,8 @@ pods = Table(
     Column("gpu", BigInteger, nullable=False),
     Column("status", _text(), nullable=False),
     Column("node", _text(), nullable=False),
-    Column("pid", Integer, nullable=True),
-    Column("pgid", Integer, nullable=True),
-    Column("proc_start", BigInteger, nullable=True),
+    Column("handle", _text(), nullable=False, server_default=""),
+    # handle: the executor's own text for the pod (executors/base.py), opaque to the store (schema version 4).
     Column("launched_at", Float, nullable=True),
     Column("start_time", Float, nullable=True),
     Column("end_time", Float, nullable=True),
@@ -212,3 +214,16 @@ nonces = Table(
     # v1 Nonces accepted and not yet expired (issue 7 C7; replay.py); rows past expires_at are pruned.
 )
 Index("ix_nonces_expires", nonces.c.expires_at)
+
+FIRST_ACCOUNT_UID = 200_000
+"""The uid (and gid) of the first account whose pods run sandboxed; the next accounts get the following ones.
+Far above the system's own users (Debian hands out up to 59999) and below 2**31."""
+
+account_uids = Table(
+    "account_uids",
+    metadata,
+    Column("uin", _text(), primary_key=True),
+    Column("uid", BigInteger, nullable=False, unique=True),
+)
+"""The unprivileged uid/gid that an account's pods run as when the server is root (issue 9 item 2): allocated once
+per account and kept, so files a pod wrote stay its account's across restarts and on every server of a database."""

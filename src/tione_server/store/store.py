@@ -25,8 +25,10 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -37,12 +39,14 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from tione_server.models import ApiKey, Scope, Task, TaskQuery
-from tione_server.store import counts
+from tione_server.store import counts, handles
 from tione_server.store import query as q
 from tione_server.store.runs import RunStore
 from tione_server.store.schema import (
+    FIRST_ACCOUNT_UID,
     SCHEMA_VERSION,
     UNSET_TIME,
+    account_uids,
     api_keys,
     meta,
     metadata,
@@ -57,6 +61,8 @@ _ALNUM = string.ascii_letters + string.digits
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
 BATCH = 2000
+UID_ATTEMPTS = 100
+"""How often account_uid tries again when other accounts keep taking the next uid first."""
 COMPILED_CACHE_SIZE = 1024
 
 
@@ -151,6 +157,7 @@ class Store(RunStore):
         self._pending = threading.local()  # scopes created by this thread's open transaction
         self._counts = counts.CountCache()
         self._secrets: dict[str, bytes] = {}
+        self._uids: dict[str, int] = {}
         self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
         self._compiled_lock = threading.Lock()
         key_sql = (
@@ -192,9 +199,12 @@ class Store(RunStore):
                 raise SchemaTooNew(f"database schema {found} is newer than this server's {SCHEMA_VERSION}")
             elif int(found) < SCHEMA_VERSION:
                 # Version 2 only added tables, which create_all has just made; version 3 is done by
-                # counts.install below (a column, the triggers and the counts of stored tasks).
+                # counts.install below (a column, the triggers and the counts of stored tasks), version 4 by
+                # handles.install (pods.handle).
                 conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
-            counts.install(conn, self.dialect, upgrading_from=None if found is None else int(found))
+            upgrading_from = None if found is None else int(found)
+            counts.install(conn, self.dialect, upgrading_from=upgrading_from)
+            handles.install(conn, upgrading_from=upgrading_from)
 
     def schema_version(self) -> int:
         """The version recorded in the database."""
@@ -274,6 +284,28 @@ class Store(RunStore):
             value = bytes.fromhex(conn.execute(select(meta.c.value).where(meta.c.key == row_key)).scalar_one())
         self._secrets[name] = value
         return value
+
+    def account_uid(self, uin: str) -> int:
+        """The uid (and gid) the account's pods run as when the server is root (issue 9 item 2).
+
+        Allocated on first use as one past the highest so far, and kept. Race-safe on every backend: the insert
+        does nothing when the account has one (another server just made it) or the uid was just taken by another
+        account (then it is tried again with the next).
+        """
+        if (found := self._uids.get(uin)) is not None:
+            return found
+        upsert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        c = account_uids.c
+        # WHERE true: SQLite needs it to tell an INSERT ... SELECT's upsert clause from a join (its docs).
+        following = select(literal(uin), func.coalesce(func.max(c.uid) + 1, FIRST_ACCOUNT_UID)).where(true())
+        for _ in range(UID_ATTEMPTS):
+            with self._tx() as conn:
+                conn.execute(upsert(account_uids).from_select(["uin", "uid"], following).on_conflict_do_nothing())
+                uid = conn.execute(select(c.uid).where(c.uin == uin)).scalar()
+            if uid is not None:
+                self._uids[uin] = int(uid)
+                return int(uid)
+        raise DatabaseError(f"no uid could be allocated for account {uin} in {UID_ATTEMPTS} attempts")
 
     # -- scopes -----------------------------------------------------------------------------------
 
