@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
 
-.PHONY: install sandbox-tools serve test check generate bench bench-full clean
+.PHONY: install sandbox-tools console-tools serve test check generate bench bench-full clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ sandbox-tools:
 		{ apt-get update -qq && apt-get install -y -qq bubblewrap busybox-static >/dev/null; }; \
 	else echo "pods run in a sandbox: install it with: sudo apt-get install bubblewrap busybox-static"; fi
 
+# Issue 11: the console's browser tests drive Debian's chromium through chromium-driver (never a downloaded browser).
+# Installed when missing and this is root with apt-get; otherwise one line says how (the tests then skip).
+console-tools:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }; \
+	else echo "the console's browser tests need: sudo apt-get install chromium chromium-driver"; fi
+
 serve: $(STAMP)
 	$(BIN)/tione-server serve --port $(PORT)
 
@@ -37,9 +46,11 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python scripts/gen_api.py --check
+	$(BIN)/python scripts/gen_console.py --check
 
 generate: $(STAMP)
 	$(BIN)/python scripts/gen_api.py
+	$(BIN)/python scripts/gen_console.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --quick

@@ -45,6 +45,7 @@ def test_serve_banner_names_database_executor_workers_regions_and_url(tmp_path: 
     assert "regions:   ap-guangzhou, ap-shanghai, ap-beijing, ap-nanjing" in text
     assert "log level: info" in text
     assert f"--endpoint http://127.0.0.1:{port.group(1)}" in text  # the next command to try
+    assert f"console:   http://127.0.0.1:{port.group(1)}/console/" in text  # issue 11 item 1
     assert "keys create --uin" in text  # no keys yet: how to make one
 
 

@@ -18,6 +18,7 @@ from tione_server.bodies import Receive
 from tione_server.callbacks import CallbackSender
 from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
+from tione_server.console import serve as console_files
 from tione_server.executors import Executor, make_executor
 from tione_server.gateway import Gateway, Scope, Send
 from tione_server.health import healthz
@@ -45,12 +46,13 @@ class App:
     store: Store
     runner: Runner
     routes: dict[str, Handler] = field(default_factory=dict)
-    """Exact paths answered beside the API: /healthz; /readyz, /metrics and /console/ join here (issue 8)."""
+    """Paths answered beside the API (issue 8 item 2): an exact path (`/healthz`), or a key ending in `/` for
+    everything below it (`/console/`). /readyz and /metrics join here."""
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.routes.get(scope["path"], self.gateway)(scope, receive, send)
+            await self.handler(scope["path"])(scope, receive, send)
         elif scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -61,6 +63,14 @@ class App:
                     self.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+
+    def handler(self, path: str) -> Handler:
+        """The exact path's handler, else the subtree of its first segment (`/console/` for `/console/app.js`),
+        else the API: one or two dict lookups, whatever the table holds."""
+        found = self.routes.get(path)
+        if found is None and (cut := path.find("/", 1)) > 0:
+            found = self.routes.get(path[: cut + 1])
+        return found or self.gateway
 
     def close(self) -> None:
         """Stop the runner, then release what the parts hold, the store last."""
@@ -104,7 +114,10 @@ def create_app(
     service = TioneService(settings, store, catalogue, scheduler, executor, wake=runner.wake)
     limiter = LocalRateLimiter(settings.rate_limit)
     gateway = Gateway(settings, store, service, limiter, SqlNonceStore(store.engine), offload, clock=clock)
-    return App(gateway=gateway, store=store, runner=runner, routes={"/healthz": healthz}, closers=closers)
+    console = console_files.ConsoleFiles()
+    prefix = console_files.PREFIX
+    routes: dict[str, Handler] = {"/healthz": healthz, prefix: console, prefix + "/": console}
+    return App(gateway=gateway, store=store, runner=runner, routes=routes, closers=closers)
 
 
 SETTINGS_ENV = "TIONE_SERVE_SETTINGS"

@@ -240,6 +240,7 @@ def _banner(settings: Settings, workers: int, *, has_keys: bool) -> str:
         executor += f" (runs in {settings.data_dir}, COS at {settings.cos_dir})"
     lines = [
         f"tione-server {__version__} serving {endpoint}/",
+        f"  console:   {endpoint}/console/",
         f"  database:  {display_url(settings.database_url)}",
         f"  executor:  {executor}",
         f"  workers:   {workers}",

@@ -21,7 +21,8 @@ import msgspec
 
 from tione_server import signing
 from tione_server.api import codec
-from tione_server.api._generated import ACTIONS, SERVICE, VERSION, Action, TioneApi
+from tione_server.api._generated import SERVICE, VERSION, Action
+from tione_server.api.extensions import SERVED_ACTIONS, ServedApi, implemented
 from tione_server.bodies import SMALL_BODY, BodyBudget, Receive, read_body, skim_body
 from tione_server.config import KNOWN_REGIONS, Settings
 from tione_server.context import Caller, RequestContext
@@ -127,7 +128,7 @@ class Gateway:
         self,
         settings: Settings,
         store: Store,
-        service: TioneApi,
+        service: ServedApi,
         limiter: RateLimiter,
         nonces: NonceStore,
         offload: Offload,
@@ -278,7 +279,7 @@ class Gateway:
         action = self._action(claims.version, claims.action)
         region = self._region(claims.region, claims.region_name)
         self._rate_limit(key, action, signed.now)
-        if getattr(type(self.service), action.method) is getattr(TioneApi, action.method):
+        if not implemented(type(self.service), action):
             # Not implemented here: say so before judging parameters it would never use (api3-protocol §4,
             # between steps 13 and 14), so `{}` gets UnsupportedOperation rather than MissingParameter.
             raise UnsupportedOperation(action.name)
@@ -319,7 +320,7 @@ class Gateway:
     def _action(version: str, name: str) -> Action:
         if version != VERSION:
             raise NoSuchVersion(f"The specified api version=`{version}` does not exist in service=`{SERVICE}`.")
-        action = ACTIONS.get(name)
+        action = SERVED_ACTIONS.get(name)  # TI-ONE's actions and this server's extensions (issue 11)
         if action is None:
             raise InvalidAction("The request `Action` is invalid or not found.")
         return action

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tione_server.api._generated import (
-    DescribeTrainingTasksRequest,
-    DescribeTrainingTasksResponse,
-    TioneApi,
-)
+from tione_server.api._generated import DescribeTrainingTasksRequest, DescribeTrainingTasksResponse
+from tione_server.api.extensions import ServedApi
 from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
 from tione_server.executors import Executor
 from tione_server.scheduling import Scheduler
 from tione_server.service.billing import BillingActions
+from tione_server.service.extensions import ExtensionActions
 from tione_server.service.lifecycle import LifecycleActions
 from tione_server.service.listing import build_query
 from tione_server.service.logs import LogActions
@@ -23,7 +21,7 @@ from tione_server.service.scope import scope_of
 from tione_server.store import Store
 
 
-class TioneService(LifecycleActions, LogActions, BillingActions, TioneApi):
+class TioneService(LifecycleActions, LogActions, BillingActions, ExtensionActions, ServedApi):
     """Business rules per action; their I/O goes through the store and the executor they are given."""
 
     def __init__(
