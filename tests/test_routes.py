@@ -18,7 +18,7 @@ from typing import Any
 from tests.live import Server, running_server
 from tests.rawhttp import Creds, RawClient, RawRequest, Reply, check_envelope, tc3_request
 
-HOLD = 1.5
+HOLD = 2.0
 """Seconds the test's transaction holds the lock the Delete needs."""
 
 FINISHED = {"Id": "train-1000000000000000001", "Name": "done", "Status": "SUCCEED",
@@ -74,17 +74,18 @@ def test_delete_training_task_waiting_on_the_database_does_not_stall_other_reque
         deleted: list[Any] = []
         delete = threading.Thread(target=lambda: deleted.append(srv.call("DeleteTrainingTask", {"Id": FINISHED["Id"]})))
         latencies: list[float] = []
+        client = srv.common()
         with _holding_task(database_url, FINISHED["Id"]):
             started = time.monotonic()
             delete.start()
             while delete.is_alive() and time.monotonic() - started < HOLD * 0.8:
                 at = time.monotonic()
-                srv.call("DescribeTrainingTasks", {})
+                client.call_json("DescribeTrainingTasks", {})
                 latencies.append(time.monotonic() - at)
         delete.join(30)
         took = time.monotonic() - started
         assert deleted, "the Delete did not answer"
         assert took >= HOLD * 0.9  # it really waited on the lock...
         assert len(latencies) >= 3  # ...while the list kept answering, each far sooner than the wait
-        assert max(latencies) < HOLD / 3, latencies
+        assert max(latencies) < HOLD / 2, latencies
         assert srv.call("DescribeTrainingTasks", {})["TotalCount"] == 0
