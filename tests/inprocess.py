@@ -14,13 +14,11 @@ import msgspec
 
 from tione_server.api import codec
 from tione_server.api._generated import ACTIONS
+from tione_server.app import create_app
 from tione_server.config import Settings
 from tione_server.context import Caller, RequestContext
 from tione_server.errors import ApiError
 from tione_server.executors.base import Executor
-from tione_server.runner import Runner
-from tione_server.service import TioneService
-from tione_server.store import Store
 
 T0 = 1_750_000_000.0
 """2025-06-15T23:06:40+08: the fake clock's start."""
@@ -59,13 +57,14 @@ class ApiFailure(Exception):
 
 
 class Harness:
-    """A store, a service and a runner sharing one fake clock."""
+    """A store, a service and a runner sharing one fake clock, built by the server's own composition root
+    (create_app) with a Recorder for callbacks and, when given, an executor object."""
 
     def __init__(
         self,
         workdir: Path,
         *,
-        executor: str = "simulate",
+        executor: str | Executor = "simulate",
         catalogue: str | None = None,
         simulate_seconds: tuple[float, float, float] = (1.0, 2.0, 10.0),
         grace: float = 10.0,
@@ -77,33 +76,28 @@ class Harness:
             catalogue_path.write_text(catalogue, encoding="utf-8")
         self.settings = Settings(
             database_url=database_url or f"sqlite:///{workdir / 'harness.db'}",
-            executor=executor,
+            executor=executor if isinstance(executor, str) else "simulate",
             data_dir=str(workdir / "data"),
             cos_root=str(workdir / "cos"),
             catalogue_path=str(catalogue_path) if catalogue_path else None,
             simulate_seconds=simulate_seconds,
+            stop_grace_seconds=grace,
         )
-        self.store = Store(self.settings.database_url)
-        self.service = TioneService(self.settings, self.store)
         self.clock = Clock()
         self.callbacks = Recorder()
-        self.runner = Runner(
-            self.store,
-            self.service.executor,
-            self.service.scheduler,
+        self.app = create_app(
+            self.settings,
+            executor=None if isinstance(executor, str) else executor,
             callbacks=self.callbacks,
-            stop_grace_seconds=grace,
             clock=self.clock,
         )
+        self.store = self.app.store
+        self.service = self.app.gateway.service
+        self.runner = self.app.runner
         self.caller = Caller(uin="100000000001", app_id="1250000000", sub_uin="100000000002")
 
-    def use_executor(self, executor: Executor) -> None:
-        """Swap the executor (service and runner alike)."""
-        self.service.executor = executor
-        self.runner.executor = executor
-
     def close(self) -> None:
-        self.store.close()
+        self.app.close()
 
     def call(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One action at the clock's time; raises ApiFailure with the wire code."""

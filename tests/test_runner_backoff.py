@@ -7,13 +7,13 @@ submissions the way the local one does when the disk is full.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.inprocess import Harness, params
-from tione_server.executors.base import RunSpec, Submission
+from tione_server.executors.base import Executor, RunSpec, Submission
 from tione_server.executors.simulate import SimulateExecutor
 from tione_server.models import Pod
 from tione_server.runner import INTERNAL, RETRY_MAX, SUBMIT_GIVE_UP
@@ -40,11 +40,21 @@ class FailingSubmit(SimulateExecutor):
         return Submission(ready=False, error=FULL_DISK, retry=self.how == "transient")
 
 
+MakeHarness = Callable[[Executor], Harness]
+
+
 @pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    harness = Harness(tmp_path, catalogue=ROOMY)
-    yield harness
-    harness.close()
+def harness(tmp_path: Path) -> Iterator[MakeHarness]:
+    """Builds the harness around a test's executor; closes it afterwards."""
+    made: list[Harness] = []
+
+    def make(executor: Executor) -> Harness:
+        made.append(Harness(tmp_path, catalogue=ROOMY, executor=executor))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
 
 
 def _tick_for(h: Harness, seconds: float, step: float = 0.02) -> None:
@@ -54,9 +64,9 @@ def _tick_for(h: Harness, seconds: float, step: float = 0.02) -> None:
         h.tick(h.clock.now + step)
 
 
-def test_runner_transient_submit_failure_backs_off_then_succeeds(h: Harness, tmp_path: Path) -> None:
+def test_runner_transient_submit_failure_backs_off_then_succeeds(harness: MakeHarness, tmp_path: Path) -> None:
     executor = FailingSubmit(tmp_path, "transient", failures=4)
-    h.use_executor(executor)
+    h = harness(executor)
     task_id = h.call("CreateTrainingTask", params("flaky"))["Id"]
     _tick_for(h, 6.0)  # tries at 0, 0.5, 1.5, 3.5 s fail; 7.5 s is the next
     assert executor.calls == 4
@@ -67,9 +77,9 @@ def test_runner_transient_submit_failure_backs_off_then_succeeds(h: Harness, tmp
 
 
 @pytest.mark.parametrize(("how", "reason"), [("transient", FULL_DISK), ("raise", INTERNAL)])
-def test_runner_persistent_submit_failure_gives_up(h: Harness, tmp_path: Path, how: str, reason: str) -> None:
+def test_runner_persistent_submit_failure_gives_up(harness: MakeHarness, tmp_path: Path, how: str, reason: str) -> None:
     executor = FailingSubmit(tmp_path, how, failures=10**9)
-    h.use_executor(executor)
+    h = harness(executor)
     task_id = h.call("CreateTrainingTask", params("doomed"))["Id"]
     _tick_for(h, SUBMIT_GIVE_UP + RETRY_MAX + 1, step=0.5)  # gives up at the first try after 300 s
     done = h.detail(task_id)
@@ -79,9 +89,9 @@ def test_runner_persistent_submit_failure_gives_up(h: Harness, tmp_path: Path, h
     assert h.code("DeleteTrainingTask", {"Id": task_id}) == ""
 
 
-def test_runner_final_submit_failure_is_not_retried(h: Harness, tmp_path: Path) -> None:
+def test_runner_final_submit_failure_is_not_retried(harness: MakeHarness, tmp_path: Path) -> None:
     executor = FailingSubmit(tmp_path, "final", failures=10**9)
-    h.use_executor(executor)
+    h = harness(executor)
     task_id = h.call("CreateTrainingTask", params("bad-request"))["Id"]
     _tick_for(h, 5.0)
     assert executor.calls == 1
@@ -100,9 +110,9 @@ class FailingLaunch(SimulateExecutor):
         raise RuntimeError("a bug in the executor")
 
 
-def test_runner_failing_launch_backs_off_and_stops_at_once(h: Harness, tmp_path: Path) -> None:
+def test_runner_failing_launch_backs_off_and_stops_at_once(harness: MakeHarness, tmp_path: Path) -> None:
     executor = FailingLaunch(tmp_path)
-    h.use_executor(executor)
+    h = harness(executor)
     task_id = h.call("CreateTrainingTask", params("no-launch"))["Id"]
     _tick_for(h, 10.0)
     assert h.detail(task_id)["Status"] == "STARTING"

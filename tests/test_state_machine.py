@@ -138,9 +138,8 @@ class LifecycleMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="tione-sm-"))
-        self.h = Harness(self.dir, catalogue=POOL)
         self.executor = ScriptedExecutor(self.dir / "data")
-        self.h.use_executor(self.executor)
+        self.h = Harness(self.dir, catalogue=POOL, executor=self.executor)
         self.tasks: list[str] = []
         self.deleted: set[str] = set()
         self.status: dict[str, str] = {}

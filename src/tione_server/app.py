@@ -1,4 +1,6 @@
-"""create_app(settings): the ASGI application, wiring store, service, rate limiter, gateway, executor and runner."""
+"""create_app(settings): the one composition root (issue 8 item 1). It builds the store, catalogue, executor,
+runner, service, rate limiter, nonce store and gateway, each handed the parts it uses, and the ASGI App that
+routes requests to them."""
 
 from __future__ import annotations
 
@@ -6,88 +8,120 @@ import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tione_server.bodies import Receive
 from tione_server.callbacks import CallbackSender
+from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
-from tione_server.console.serve import ConsoleFiles, is_console_path
+from tione_server.console import serve as console_files
+from tione_server.executors import Executor, make_executor
 from tione_server.gateway import Gateway, Scope, Send
 from tione_server.health import PATHS, LeaderWatch, Probes
 from tione_server.metrics import StoreCollector
 from tione_server.netpolicy import address_policy
+from tione_server.offload import Offload
 from tione_server.ratelimit import LocalRateLimiter, RateLimiter
 from tione_server.replay import NonceStore
-from tione_server.runner import Lease, Runner
+from tione_server.runner import Lease, Runner, Sender
+from tione_server.scheduling import Scheduler, inventory_of
 from tione_server.service import TioneService
 from tione_server.store import Store
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""An ASGI HTTP handler: the gateway, or a plain endpoint such as /healthz."""
 
 
 @dataclass
 class App:
-    """The ASGI callable: HTTP goes to the gateway; lifespan starts the runner, and stops it and closes the
-    store on shutdown (running pods are left alone: a later server re-attaches them)."""
+    """The ASGI callable. HTTP goes by path: `routes` holds the plain endpoints, and every other path is the API
+    (api3-protocol §1: clients send to `/`, and any path is accepted). Lifespan starts the runner; shutdown
+    stops it, runs `closers` in order and closes the store (running pods are left alone: a later server
+    re-attaches them)."""
 
     gateway: Gateway
     store: Store
-    runner: Runner | None = None
-    lease: Lease | None = None
-    callbacks: CallbackSender | None = field(default=None)
-    console: ConsoleFiles = field(default_factory=ConsoleFiles)
-    """The web console's files at /console/ (issue 11); everything else is the API."""
-    probes: Probes | None = None
+    runner: Runner
+    routes: dict[str, Handler] = field(default_factory=dict)
+    """Paths answered beside the API (issue 8 item 2): an exact path (`/healthz`), or a key ending in `/` for
+    everything below it (`/console/`). /readyz and /metrics join here."""
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if self.probes is not None and scope["path"] in PATHS:  # issue 10 item 10: outside the API
-                await self.probes(scope, send)
-                return
-            if is_console_path(scope["path"]):
-                await self.console(scope, receive, send)
-                return
-            await self.gateway(scope, receive, send)
+            await self.handler(scope["path"])(scope, receive, send)
         elif scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    if self.runner is not None:
-                        self.runner.start()
+                    self.runner.start()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    if self.runner is not None:
-                        self.runner.stop()
-                    if self.lease is not None:
-                        self.lease.release()
-                    if self.callbacks is not None:
-                        self.callbacks.close()
-                    self.store.close()
+                    self.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
+    def handler(self, path: str) -> Handler:
+        """The exact path's handler, else the subtree of its first segment (`/console/` for `/console/app.js`),
+        else the API: one or two dict lookups, whatever the table holds."""
+        found = self.routes.get(path)
+        if found is None and (cut := path.find("/", 1)) > 0:
+            found = self.routes.get(path[: cut + 1])
+        return found or self.gateway
 
-def create_app(settings: Settings) -> App:
-    """Build the whole server from its settings."""
+    def close(self) -> None:
+        """Stop the runner, then release what the parts hold, the store last."""
+        self.runner.stop()
+        for close in self.closers:
+            close()
+        self.store.close()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    executor: Executor | None = None,
+    callbacks: Sender | None = None,
+    clock: Callable[[], float] = time.time,
+) -> App:
+    """Build the whole server from its settings. Tests hand in their own executor, callback sender and clock
+    (tests/inprocess.py); the server builds them from the settings."""
     store = Store(settings.database_url)
-    service = TioneService(settings, store)
-    limiter, nonces = _shared_state(settings, store)
-    gateway = Gateway(settings, store, service, limiter, nonces)
-    callbacks = CallbackSender(policy=address_policy(settings.callback_allow))
-    lease = Lease(store)
-    watch = LeaderWatch(lease)
+    catalogue = Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
+    scheduler = Scheduler(inventory_of(catalogue))
+    executor = make_executor(settings) if executor is None else executor
+    offload = Offload()
+    lease = Lease(store, clock=clock)
+    watch = LeaderWatch(lease, clock=clock)
+    closers = [lease.release, offload.close]
+    if callbacks is None:
+        sender = CallbackSender(policy=address_policy(settings.callback_allow))
+        callbacks = sender
+        closers.append(sender.close)
     runner = Runner(
         store,
-        service.executor,
-        service.scheduler,
+        executor,
+        scheduler,
         callbacks=callbacks,
         stop_grace_seconds=settings.stop_grace_seconds,
         interval=settings.runner_interval,
         offset_hours=settings.time_offset_hours,
+        clock=clock,
         is_leader=watch,
     )
-    service.wake = runner.wake
-    probes = Probes(store, service.executor, watch, StoreCollector(store, settings.executor))
-    return App(gateway=gateway, store=store, runner=runner, lease=lease, callbacks=callbacks, probes=probes)
+    service = TioneService(settings, store, catalogue, scheduler, executor, wake=runner.wake)
+    limiter, nonces = _shared_state(settings, store)
+    gateway = Gateway(settings, store, service, limiter, nonces, offload, clock=clock)
+    probes = Probes(store, executor, watch, StoreCollector(store, settings.executor), clock=clock)
+    console = console_files.ConsoleFiles()
+    prefix = console_files.PREFIX
+    routes: dict[str, Handler] = dict.fromkeys(PATHS, probes)
+    routes |= {prefix: console, prefix + "/": console}
+    return App(gateway=gateway, store=store, runner=runner, routes=routes, closers=closers)
 
 
 def _shared_state(settings: Settings, store: Store) -> tuple[RateLimiter, NonceStore]:

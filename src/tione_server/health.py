@@ -17,13 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
 
 from tione_server import metrics
+from tione_server.bodies import Receive
 from tione_server.gateway import Scope, Send
 from tione_server.store import Store
 
 log = logging.getLogger("tione_server.health")
 
-PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-"""Paths answered here; every other path goes to the API gateway as before."""
+PATHS = ("/healthz", "/readyz", "/metrics")
+"""Paths answered here (entries of the app's route table)."""
 CHECK_TIMEOUT = 2.0
 """Seconds /readyz waits for the database or the executor before calling it unreachable."""
 RUNNER_SILENT = 10.0
@@ -79,7 +80,7 @@ class Probes:
         self.store_gauges.register(gauges)
         self.clock = clock
 
-    async def __call__(self, scope: Scope, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if scope["method"] not in ("GET", "HEAD"):
             await _reply(send, 405, b"use GET\n", head=False, allow=True)

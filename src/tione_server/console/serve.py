@@ -65,11 +65,6 @@ def load(root: Path = WEB) -> dict[str, File]:
     return files
 
 
-def is_console_path(path: str) -> bool:
-    """True for `/console` and everything below it: the requests this module answers, not the API gateway."""
-    return path == PREFIX or path.startswith(PREFIX + "/")
-
-
 class ConsoleFiles:
     """The ASGI app of /console/: GET and HEAD of the loaded files; `/console` redirects to `/console/`."""
 

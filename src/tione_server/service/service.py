@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from tione_server.api._generated import DescribeTrainingTasksRequest, DescribeTrainingTasksResponse
 from tione_server.api.extensions import ServedApi
 from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
-from tione_server.executors import Executor, make_executor
-from tione_server.scheduling import Scheduler, inventory_of
+from tione_server.executors import Executor
+from tione_server.scheduling import Scheduler
 from tione_server.service.billing import BillingActions
 from tione_server.service.extensions import ExtensionActions
 from tione_server.service.lifecycle import LifecycleActions
@@ -23,19 +22,27 @@ from tione_server.store import Store
 
 
 class TioneService(LifecycleActions, LogActions, BillingActions, ExtensionActions, ServedApi):
-    """Business rules per action; the store is the only I/O."""
+    """Business rules per action; their I/O goes through the store and the executor they are given."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalogue: Catalogue,
+        scheduler: Scheduler,
+        executor: Executor,
+        *,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        """The parts come from the composition root (app.create_app; issue 8 item 1). `wake` tells the runner
+        that something changed, so it acts at once rather than at its next pass."""
         self.settings = settings
         self.store = store
-        self.catalogue = (
-            Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
-        )
-        self.scheduler = Scheduler(inventory_of(self.catalogue))
+        self.catalogue = catalogue
+        self.scheduler = scheduler
         """Capacity questions (issue 8 item 4); the runner asks the same one."""
-        self.executor: Executor = make_executor(settings)
-        self.wake: Callable[[], None] = lambda: None
-        """Set by create_app to the runner's wake-up, so a change is picked up at once."""
+        self.executor = executor
+        self.wake = wake
 
     def describe_training_tasks(
         self, ctx: RequestContext, req: DescribeTrainingTasksRequest
