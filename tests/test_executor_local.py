@@ -146,8 +146,9 @@ def test_local_vanished_supervisor_is_lost(executor: LocalExecutor) -> None:
     _until(executor, spec, run, {"RUNNING"})
     pod = run.pods[0]
     child = json.loads((executor.files.pod_dir(RUN, pod.name) / "pid").read_text())["child"]
-    os.killpg(child, signal.SIGKILL)  # the command's group...
-    os.killpg(_process(pod)[0], signal.SIGKILL)  # ...and the supervisor's: no exit file is written
+    # The supervisor first, so it cannot see its command end and write an exit file; then the command's group.
+    os.killpg(_process(pod)[0], signal.SIGKILL)
+    os.killpg(child, signal.SIGKILL)
     assert _until(executor, spec, run, {"EXITED", "LOST"}).phase == "LOST"
 
 
