@@ -11,6 +11,7 @@ import pytest
 from tests import raycluster
 from tests.live import Server, drop_postgres_database, fresh_postgres_database, running_server
 from tests.raycluster import RayCluster
+from tione_server.store import Store
 
 POSTGRES_URL = os.environ.get("TIONE_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -66,6 +67,16 @@ def any_server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     """A live server on each backend."""
     with running_server(database_url, tmp_path) as srv:
         yield srv
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A Store on each backend's fresh database, closed afterwards."""
+    s = Store(database_url)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture(scope="session")

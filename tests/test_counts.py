@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import delete, func, select, text, update
 
 from tione_server.models import FieldFilter, Scope, TagCondition, Task, TaskQuery
@@ -40,15 +38,6 @@ def make_task(num: int, rng: random.Random, scope: Scope = A) -> Task:
         update_time=1_700_000_000 + num,
         tags=[("team", rng.choice(("cv", "nlp")))] if rng.random() < 0.5 else [],
     )
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def scanned_counts(store: Store) -> dict[tuple[object, ...], int]:

@@ -5,23 +5,12 @@ bounded. The gateway's use of it is tested over HTTP in test_protocol.py."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import func, select
 
 from tione_server.store import Store
 from tione_server.store.nonces import NONCE_CHARS, PRUNE_EVERY
 from tione_server.store.schema import nonces
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _rows(store: Store) -> list[tuple[str, str, int]]:

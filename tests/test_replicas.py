@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,6 @@ from tione_server.store import Store
 
 FAILOVER_LIMIT = 10.0
 """Seconds within which another replica must lead (issue 10 item 8)."""
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    """The replicas' database, read directly to see who holds the lease."""
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _leader_pid(store: Store) -> int | None:

@@ -60,15 +60,6 @@ def task(
     )
 
 
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def ids(store: Store, scope: Scope = A, query: TaskQuery | None = None) -> tuple[list[str], int]:
     """(ids of one page, total) for a query (default: everything, newest update first)."""
     found, total = store.tasks.list(scope, query or TaskQuery(limit=50))
