@@ -1,6 +1,6 @@
 """A burst of one-pod tasks submitted at once to a two-node Ray cluster: how long until all have run (issue 10).
 
-`python -m bench.ray_burst [--tasks 100] [--cpus 8] [--command true]` starts a Ray cluster on this machine
+`python -m bench.ray_burst [--tasks 100] [--cpus 8] [--command "sleep 1"]` starts a Ray cluster on this machine
 (tests/raycluster.py: a head and one worker node, each offering `--cpus` logical cores and 8 GiB of logical
 memory) unless `--ray-address` names one, and `tione-server serve --executor ray` on a fresh SQLite database with a
 catalogue of one small instance type (1 core, 1 GiB: so each node takes `--cpus` pods at a time, and the rest wait
@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--cpus", type=int, default=8, help="logical cores of each of the two nodes started here")
-    parser.add_argument("--command", default="true", help="each pod's StartCmd")
+    parser.add_argument("--command", default="sleep 1", help="each pod's StartCmd")
     parser.add_argument("--senders", type=int, default=16, help="threads sending CreateTrainingTask")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--ray-address", default="", help="an existing cluster instead of one started here")
