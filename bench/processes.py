@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,12 +113,15 @@ def _running(name: str, args: list[str], port: int, workdir: Path) -> Iterator[R
         run.stop()
 
 
-def tione_server(database_url: str, workdir: Path, workers: int = 1) -> AbstractContextManager[Running]:
-    """`tione-server serve` on a free port, rate limit off (the benchmark measures capacity)."""
+def tione_server(
+    database_url: str, workdir: Path, workers: int = 1, extra: Sequence[str] = ()
+) -> AbstractContextManager[Running]:
+    """`tione-server serve` on a free port, rate limit off (the benchmark measures capacity); `extra` options."""
     port = free_port()
     args = [str(TIONE_SERVER), "serve", "--port", str(port), "--database", database_url, "--rate-limit", "0"]
     if workers > 1:
         args += ["--workers", str(workers)]
+    args += extra
     return _running("tione-server", args, port, workdir)
 
 

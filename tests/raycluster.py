@@ -49,6 +49,7 @@ class RayCluster:
         self.port = free_port()
         self.temp = Path(tempfile.mkdtemp(prefix="tray-", dir="/tmp"))  # short: Ray's socket paths are in it
         self.head: subprocess.Popen[bytes] | None = None
+        self.head_cpus = 2
         self.workers: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -68,6 +69,7 @@ class RayCluster:
             )  # fmt: skip
 
     def start_head(self, cpus: int = 2) -> None:
+        self.head_cpus = cpus
         self.head = self._start(
             ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp}",
              f"--dashboard-agent-listen-port={free_port()}"],
@@ -105,6 +107,24 @@ class RayCluster:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+    def restart_head(self) -> None:
+        """A new head at the same address after the old one was killed, and as many new worker nodes as before.
+
+        Without GCS fault tolerance a new head is a new cluster: the old workers cannot join it. Their raylets
+        give up on the lost GCS after Ray's `gcs_rpc_server_reconnect_timeout_s` (60 s) and, while they wait,
+        `ray start --head` refuses the port (it finds the address in their command lines). Here they are killed
+        and started again at once, as a deployment's supervisor (systemd) would after they exit.
+        """
+        count = len(self.workers)
+        for proc in self.workers:
+            self.kill(proc)
+        self.workers.clear()
+        self.start_head(self.head_cpus)
+        self.wait_nodes(1)
+        for _ in range(count):
+            self.add_worker()
+        self.wait_nodes(1 + count)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.temp.glob("*.log"))

@@ -23,6 +23,7 @@ from tione_server.executors.registry import EXECUTORS, make_executor
 from tione_server.models import Pod, Run
 
 RUN = "train-1575000000000000000-abcdefghijkl"
+OTHER_RUN = "train-1575000000000000001-mnopqrstuvwx"
 UIN = "100000000001"
 ORDER = {"PENDING": 0, "RUNNING": 1, "EXITED": 2, "LOST": 2}
 ENDED = {"EXITED", "LOST"}
@@ -47,14 +48,16 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 class Pods:
     """One run on one executor, driven the way the runner drives it."""
 
-    def __init__(self, executor: Executor, mode: str, pods: Mapping[str, tuple[str, str]], env: dict[str, str]) -> None:
+    def __init__(
+        self, executor: Executor, mode: str, pods: Mapping[str, tuple[str, str]], env: dict[str, str], run_id: str = RUN
+    ) -> None:
         specs = tuple(
-            PodSpec(name=f"{RUN}-{suffix}", role=role, index=i, command=command, env=env)
+            PodSpec(name=f"{run_id}-{suffix}", role=role, index=i, command=command, env=env)
             for i, (suffix, (role, command)) in enumerate(pods.items())
         )
         self.executor = executor
-        self.spec = RunSpec(run_id=RUN, task_id=RUN[:25], mode=mode, pods=specs, env=env, account=UIN)
-        self.run = Run(num=1, id=RUN, task_num=1, task_id=RUN[:25], status="STARTING", charge_status="BILLING",
+        self.spec = RunSpec(run_id=run_id, task_id=run_id[:25], mode=mode, pods=specs, env=env, account=UIN)
+        self.run = Run(num=1, id=run_id, task_num=1, task_id=run_id[:25], status="STARTING", charge_status="BILLING",
                        operation="CREATE", requested_at=time.time())  # fmt: skip
         self.run.pods = [Pod(name=p.name, role=p.role, index=p.index) for p in specs]
 
@@ -70,19 +73,19 @@ class Pods:
                 assert time.monotonic() < deadline, "never ready"
                 time.sleep(0.02)
 
-    def launch(self, *suffixes: str) -> dict[str, str]:
+    def launch(self, *suffixes: str, now: float | None = None) -> dict[str, str]:
         """Launch the named pods (default: all) and store their handles, as the runner does."""
         pods = [p for p in self.run.pods if not suffixes or p.suffix in suffixes]
-        now = time.time()
+        now = time.time() if now is None else now
         handles = self.executor.launch(self.spec, pods, now)
         assert set(handles) == {p.name for p in pods}
         for p in pods:
             p.handle, p.launched_at = handles[p.name], now
         return handles
 
-    def observe(self, executor: Executor | None = None) -> dict[str, Observation]:
-        seen = (executor or self.executor).observe(self.spec, self.run, time.time())
-        return {name.removeprefix(f"{RUN}-"): obs for name, obs in seen.items()}
+    def observe(self, executor: Executor | None = None, now: float | None = None) -> dict[str, Observation]:
+        seen = (executor or self.executor).observe(self.spec, self.run, time.time() if now is None else now)
+        return {name.removeprefix(f"{self.spec.run_id}-"): obs for name, obs in seen.items()}
 
     def wait(self, done: Callable[[dict[str, Observation]], bool], timeout: float = 15.0) -> dict[str, Observation]:
         """Observe until `done`; every pod's phase only ever moves forward meanwhile."""
@@ -111,8 +114,12 @@ class Pods:
     def log(
         self, suffix: str, stream: str = "stdout", *, start_ns: int = 0, end_ns: int = END, descending: bool = False
     ) -> list[LogLine]:
-        name = f"{RUN}-{suffix}"
-        return list(self.executor.read_log(RUN, name, stream, start_ns=start_ns, end_ns=end_ns, descending=descending))
+        run_id = self.spec.run_id
+        return list(
+            self.executor.read_log(
+                run_id, f"{run_id}-{suffix}", stream, start_ns=start_ns, end_ns=end_ns, descending=descending
+            )
+        )
 
 
 @pytest.fixture
@@ -149,6 +156,24 @@ def test_executor_start_observes_phases_and_exit_codes(settings: Settings, runs:
     assert {s: (o.phase, o.exit_code, o.ended_at) for s, o in again.items()} == {
         s: (o.phase, o.exit_code, o.ended_at) for s, o in seen.items()
     }
+
+
+def test_executor_observe_sees_a_pod_launched_in_the_same_pass(settings: Settings, runs: list[Pods]) -> None:
+    """The runner gives a whole pass one `now`: a run launched after a look at the cluster for another run in that
+    pass, and observed in the next pass a moment later, is not taken for lost (the Ray executor caches its look;
+    found by bench/ray_burst.py, issue 10)."""
+    pod = {"worker-0": ("WORKER", "sleep 60")}
+    first = _start(settings, runs, "", pod, TI_SIMULATE_RUN_SECONDS="60")
+    first.launch()
+    first.wait(lambda seen: seen["worker-0"].phase == "RUNNING")
+    second = Pods(first.executor, "", pod, {"TI_SIMULATE_RUN_SECONDS": "60"}, run_id=OTHER_RUN)
+    runs.append(second)
+    second.submit()
+    now = time.time()
+    first.observe(now=now)  # the pass looks at the cluster for the first run
+    second.launch(now=now)  # then launches the second
+    seen = second.observe(now=now + 0.01)["worker-0"]  # the next pass, a moment later
+    assert seen.phase in ("PENDING", "RUNNING"), seen.reason
 
 
 def test_executor_stop_sends_term_then_kill(settings: Settings, runs: list[Pods]) -> None:

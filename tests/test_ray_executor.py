@@ -1,6 +1,7 @@
 """The Ray executor against a real Ray cluster on this machine (issue 10 item 7): `serve --executor ray` driven
 through the official SDK. DDP across two nodes, PENDING while the cluster lacks room and Stop removing the group,
-a killed node failing its task with the node named, and a lost head failing running tasks within a bounded time.
+a killed node failing its task with the node named, and a lost head failing running tasks within a bounded time
+while new ones wait PENDING, then run once a head is back at the address.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def own_cluster() -> Iterator[RayCluster]:
         cluster.stop()
 
 
-def test_ray_head_lost_fails_running_tasks_in_bounded_time(
+def test_ray_head_lost_fails_running_tasks_and_runs_waiting_ones_once_back(
     own_cluster: RayCluster, sqlite_url: str, tmp_path: Path
 ) -> None:
     extra = ("--executor", "ray", "--ray-address", own_cluster.address)
@@ -141,3 +142,9 @@ def test_ray_head_lost_fails_running_tasks_in_bounded_time(
         assert time.monotonic() - lost_at < 30  # 5 s of silence, a driver call's deadline, a runner pass
         waiting = wait_for(srv, later, lambda d: d["Status"] == "PENDING" and bool(d["Message"]), timeout=20)
         assert "Ray cluster" in waiting["Message"]  # new tasks wait while the head is away
+        back_at = time.monotonic()
+        own_cluster.restart_head()  # a new head at the same address, with a worker node
+        finished = wait_status(srv, later, *TERMINAL, timeout=60)
+        assert finished["Status"] == "SUCCEED", finished["FailureReason"]
+        assert time.monotonic() - back_at < 50  # a driver waiting in ray.init connects seconds after the head is back
+        assert _logs(srv, pods(srv, later)["PodNames"][0]) == ["later"]

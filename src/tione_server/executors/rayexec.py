@@ -250,6 +250,7 @@ class RayExecutor(LocalExecutor):
             if self._down_since is not None and now - self._down_since >= self.lost_after:
                 raise LaunchError(f"cannot start the pods: {err}") from None
             raise  # the runner launches again after a backoff
+        self._snapshot = (0.0, None)  # a look taken before these actors existed would call their pods lost
         platform = self._platform_env(spec)
         first = ends[spec.pods[0].name]
         hosts = {p.name: f"{ends[p.name][1]}:{ends[p.name][2]}" for p in spec.pods}
