@@ -14,6 +14,7 @@ import pytest
 
 from tione_server.executors.base import LaunchError, Mount, Observation, PodSpec, RunSpec
 from tione_server.executors.local import LocalExecutor, alive, handle, proc_stat
+from tione_server.executors.podwrap import descendants
 from tione_server.models import Pod, Run
 
 RUN = "train-1575000000000000000-abcdefghijkl"
@@ -113,22 +114,26 @@ def test_local_pod_runs_exits_and_logs(executor: LocalExecutor) -> None:
     assert done.ended_at is not None
     assert done.started_at <= done.ended_at
     out = list(executor.read_log(RUN, pod.name, "stdout"))
-    assert [line.text for line in out] == [f"rank 0 yes {executor.files.mounts(RUN)}", "partial"]
+    # Sandboxed (the default, issue 9), the pod's paths are its own: MappingPaths lie under TI_MOUNT_ROOT `/`.
+    assert [line.text for line in out] == ["rank 0 yes /", "partial"]
     assert [line.text for line in executor.read_log(RUN, pod.name, "stderr")] == ["oops"]
     assert all(abs(line.ns / 1e9 - time.time()) < 60 for line in out)
     assert list(executor.read_log(RUN, pod.name, "stdin")) == []
 
 
 def test_local_sigterm_ends_the_whole_process_group(executor: LocalExecutor, tmp_path: Path) -> None:
-    marker = tmp_path / "grandchild.pid"
-    spec = _spec(f"sleep 30 & echo $! > {marker}; wait")
+    spec = _spec("sleep 30 & wait")
     run = _run(spec)
     assert executor.submit(spec, 0.0).ready
     _launch(executor, spec, run)
     _until(executor, spec, run, {"RUNNING"})
-    while not marker.exists() or not marker.read_text().strip():
+    # Found from the host's side (a sandboxed pod has pids of its own, issue 9): the supervisor's `sleep`.
+    supervisor = _process(run.pods[0])[0]
+    deadline = time.monotonic() + 10
+    while not (sleeping := [p for p in descendants(supervisor) if _comm(p) == "sleep"]):
+        assert time.monotonic() < deadline, "the grandchild never started"
         time.sleep(0.02)
-    grandchild = int(marker.read_text())
+    grandchild = sleeping[0]
     executor.signal(spec, run, run.pods, kill=False, now=time.time())
     done = _until(executor, spec, run, {"EXITED"})
     assert done.exit_code == 128 + signal.SIGTERM
@@ -136,6 +141,13 @@ def test_local_sigterm_ends_the_whole_process_group(executor: LocalExecutor, tmp
     while alive(grandchild, None):
         assert time.monotonic() < deadline, "the grandchild survived SIGTERM to the group"
         time.sleep(0.02)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def test_local_vanished_supervisor_is_lost(executor: LocalExecutor) -> None:

@@ -20,6 +20,8 @@ from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.console import serve as console_files
 from tione_server.executors import Executor, make_executor
+from tione_server.executors.gpus import PROC_GPUS, discover
+from tione_server.executors.registry import Host
 from tione_server.gateway import Gateway, Scope, Send
 from tione_server.health import PATHS, LeaderWatch, Probes
 from tione_server.metrics import StoreCollector
@@ -92,8 +94,10 @@ def create_app(
     (tests/inprocess.py); the server builds them from the settings."""
     store = Store(settings.database_url)
     catalogue = Catalogue.load(Path(settings.catalogue_path)) if settings.catalogue_path else Catalogue.default()
-    scheduler = Scheduler(inventory_of(catalogue))
-    executor = make_executor(settings) if executor is None else executor
+    host = executor_host(settings, store, catalogue)
+    sandboxed = settings.executor == "local" and settings.sandbox
+    scheduler = Scheduler(inventory_of(catalogue, [g.index for g in host.gpus.gpus] if sandboxed else None))
+    executor = make_executor(settings, host) if executor is None else executor
     offload = Offload()
     lease = Lease(store, clock=clock)
     watch = LeaderWatch(lease, clock=clock)
@@ -134,6 +138,15 @@ def _shared_state(settings: Settings, store: Store) -> tuple[RateLimiter, NonceS
 
     link = RedisLink(settings.redis_url, settings.redis_prefix)
     return RedisRateLimiter(link, settings.rate_limit), RedisNonceStore(link, database_nonces)
+
+
+def executor_host(settings: Settings, store: Store, catalogue: Catalogue) -> Host:
+    """What the executor gets beyond Settings (issue 9): the account uids, the image table, the GPUs found here
+    (TIONE_GPU_PROC_DIR / TIONE_GPU_DEV_DIR point discovery elsewhere: a test or operator hook). The scheduler
+    counts the same GPUs."""
+    proc = Path(settings.gpu_proc_dir) if settings.gpu_proc_dir else PROC_GPUS
+    dev = Path(settings.gpu_dev_dir) if settings.gpu_dev_dir else Path("/dev")
+    return Host(account_uid=store.accounts.uid, image_roots=catalogue.image_roots, gpus=discover(proc, dev))
 
 
 SETTINGS_ENV = "TIONE_SERVE_SETTINGS"

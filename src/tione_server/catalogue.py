@@ -327,6 +327,9 @@ class Catalogue:
     """Percent of the list price actually charged: `RealTotalCost` (spec §4.12)."""
     limits: Limits = field(default_factory=Limits)
     """Quotas on tasks and pods (`[limits]`)."""
+    image_roots: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    """Image URL -> root filesystem on this machine, a directory or a tarball (`[image_roots]`): what a sandboxed
+    pod of a task with that ImageInfo.ImageUrl sees (issue 9 item 4; `host` is built in)."""
 
     @classmethod
     def default(cls) -> Catalogue:
@@ -405,6 +408,7 @@ class _File(Struct, kw_only=True, forbid_unknown_fields=True):
     resource_groups: list[ResourceGroup] | None = None
     frameworks: list[Framework] | None = None
     images: dict[str, str] | None = None
+    image_roots: dict[str, str] | None = None
     limits: Limits = Limits()
 
 
@@ -538,4 +542,17 @@ def _from_toml(data: dict[str, Any]) -> Catalogue:
         prepaid_types=MappingProxyType(pre),
         discount=file.discount,
         limits=file.limits,
+        image_roots=MappingProxyType(_image_roots(file.image_roots or {})),
     )
+
+
+def _image_roots(table: Mapping[str, str]) -> dict[str, Path]:
+    """`[image_roots]` as paths: absolute ones (the server may run from any directory), `host` not redefined."""
+    out: dict[str, Path] = {}
+    for url, root in table.items():
+        if url == "host":
+            raise Invalid(f"image_roots.{url}", "`host` is the built-in image of the host's own files")
+        if not Path(root).is_absolute():
+            raise Invalid(f"image_roots.{url}", "give an absolute path to a directory or a tarball")
+        out[url] = Path(root)
+    return out

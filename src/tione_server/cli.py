@@ -149,6 +149,13 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
     help="redis://host:6379/0: rate limits and v1 nonces shared by every worker and replica (also TIONE_REDIS_URL); "
     "needs the [redis] extra. Limits fail open while Redis is unreachable.",
 )
+@click.option(
+    "--sandbox",
+    type=click.Choice(["on", "off"]),
+    default=None,
+    help="Run each pod of the local executor in a sandbox: own namespaces, uid, limits, image (also TIONE_SANDBOX; "
+    "default: on). off: any key holder can run commands as this server's user.",
+)
 @click.option("--tls-cert", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
               help="PEM certificate: serve HTTPS (with --tls-key). Needed beyond loopback.")  # fmt: skip
 @click.option("--tls-key", default=None, metavar="FILE", type=click.Path(exists=True, dir_okay=False),
@@ -157,13 +164,15 @@ def serve(
     host: str, port: int, database: str | None, rate_limit: int, catalogue: str | None, workers: int,
     executor: str | None, data_dir: str | None, cos_root: str | None, ray_address: str | None,
     callback_allow: tuple[str, ...] | None, log_level: str | None, tls_cert: str | None, tls_key: str | None,
-    redis_url: str | None,
+    redis_url: str | None, sandbox: str | None,
 ) -> None:  # fmt: skip
     """Run the API server."""
     import uvicorn
 
     from tione_server.app import SETTINGS_ENV, configure_logging, create_app
     from tione_server.catalogue import Catalogue
+    from tione_server.executors.cgroups import CgroupUnavailable
+    from tione_server.executors.sandbox import SandboxUnavailable
     from tione_server.metrics import prepare_multiprocess_dir
     from tione_server.serving import PLAINTEXT_WARNING, is_loopback, uvicorn_options
 
@@ -173,7 +182,7 @@ def serve(
         host=host, port=port, database_url=database, rate_limit=rate_limit, catalogue_path=catalogue,
         executor=executor, data_dir=str(Path(data_dir).resolve()) if data_dir else None, cos_root=cos_root,
         ray_address=ray_address, callback_allow=callback_allow, log_level=log_level, tls_cert=tls_cert, tls_key=tls_key,
-        redis_url=redis_url,
+        redis_url=redis_url, sandbox=None if sandbox is None else sandbox == "on",
     )  # fmt: skip
     if settings.catalogue_path:
         # Check the file before anything starts, so a bad catalogue is one clear line, not a traceback.
@@ -189,8 +198,8 @@ def serve(
     configure_logging(settings.log_level)
     try:
         app = create_app(settings)
-    except DatabaseError as err:
-        _fail(str(err))
+    except (DatabaseError, SandboxUnavailable, CgroupUnavailable) as err:
+        _fail(str(err))  # issue 9 item 6: no sandbox here and no --sandbox off: say how to fix it
     click.echo(_banner(settings, workers, has_keys=app.store.keys.count_active() > 0), err=True)
     if not tls_cert and not is_loopback(host):
         click.echo(PLAINTEXT_WARNING.format(host=host), err=True)  # issue 7 C8
@@ -259,6 +268,12 @@ def _command(name: str) -> str:
         return str(path)
 
 
+NO_SANDBOX_WARNING = (
+    "  WARNING:   --sandbox off: pods run on this machine as this server's user; any API key holder can run "
+    "commands as that user (issue 9; docs/executors.md)"
+)
+
+
 def _banner(settings: Settings, workers: int, *, has_keys: bool) -> str:
     """What is being served and how to reach it; with no keys yet, the command that makes one (issue 7 F15)."""
     endpoint = _endpoint(settings)
@@ -280,6 +295,8 @@ def _banner(settings: Settings, workers: int, *, has_keys: bool) -> str:
     ]
     if settings.redis_url:
         lines.append(f"  redis:     rate limits and v1 nonces shared (keys {settings.redis_prefix}*)")
+    if executor.startswith("local") and not settings.sandbox:
+        lines.append(NO_SANDBOX_WARNING)
     if not has_keys:
         database = display_url(settings.database_url)
         lines += [

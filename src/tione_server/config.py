@@ -97,6 +97,15 @@ class Settings:
     worker and replica (issue 10 item 9); None: per-process windows and nonces in the database."""
     redis_prefix: str = "tione:"
     """Prefix of every Redis key this server writes (TIONE_REDIS_PREFIX): several servers can share one Redis."""
+    sandbox: bool = True
+    """Run each pod of the local executor in a sandbox (TIONE_SANDBOX `on`/`off`, `serve --sandbox`; issue 9): its
+    own namespaces, uid, cgroup limits and image. Off: pods run as this server's user, which any key holder can
+    then run commands as."""
+    gpu_proc_dir: str | None = None
+    """Where GPUs are discovered (TIONE_GPU_PROC_DIR): the driver's /proc/driver/nvidia/gpus, or a directory laid
+    out the same way (a test or operator hook); None: the driver's."""
+    gpu_dev_dir: str | None = None
+    """The device nodes of the discovered GPUs (TIONE_GPU_DEV_DIR); None: /dev."""
 
     def __post_init__(self) -> None:
         # One normal form for every process (`serve --workers N` hands this object on); raises
@@ -139,5 +148,12 @@ class Settings:
             values["simulate_seconds"] = tuple(float(x) for x in timeline.split(","))
         if allow := os.environ.get("TIONE_CALLBACK_ALLOW"):
             values["callback_allow"] = parse_networks(allow)
+        if sandbox := os.environ.get("TIONE_SANDBOX"):
+            if sandbox not in ("on", "off"):
+                raise ValueError(f"TIONE_SANDBOX must be `on` or `off`, not `{sandbox}`.")
+            values["sandbox"] = sandbox == "on"
+        for name in ("gpu_proc_dir", "gpu_dev_dir"):
+            if value := os.environ.get(f"TIONE_{name.upper()}"):
+                values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

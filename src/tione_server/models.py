@@ -145,8 +145,8 @@ class Pod:
     exit_code: int | None = None
     ip: str = ""
     reason: str = ""
-    """Why the executor lost the pod (its node is gone, issue 10 item 6), for the FailureReason of the same
-    runner pass; not stored."""
+    """Why the executor lost the pod (its node is gone, issue 10 item 6) or why it exited (the memory limit killed
+    it, issue 9 item 3), for the FailureReason of the same runner pass; not stored."""
 
     @property
     def suffix(self) -> str:

@@ -119,6 +119,8 @@ def _failure(pod: Pod) -> str:
     """FailureReason text of spec §6.5."""
     if pod.exit_code is None:
         return f"{pod.suffix} lost: {pod.reason or 'its process is gone and left no exit code'}"
+    if pod.reason:  # what the executor knows of the exit (issue 9 item 3: "was killed: out of memory ...")
+        return f"{pod.suffix} {pod.reason}"
     return f"{pod.suffix} exited with code {pod.exit_code}"
 
 
@@ -445,7 +447,7 @@ class Runner:
             if obs.started_at is not None and pod.start_time is None and obs.phase != "PENDING":
                 pod.start_time = obs.started_at
                 pod.ip = POD_IP
-            if obs.phase == "LOST" and obs.reason:
+            if obs.phase in ("LOST", "EXITED") and obs.reason:
                 pod.reason = obs.reason
             if obs.phase == "RUNNING" and pod.status == PodStatus.PENDING:
                 pod.status = PodStatus.TERMINATING if ending else PodStatus.RUNNING

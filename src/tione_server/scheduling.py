@@ -164,10 +164,16 @@ def default_cards(gpu: int) -> tuple[int, ...]:
 # --- the inventory from the catalogue ---------------------------------------------------------------------------
 
 
-def inventory_of(catalogue: Catalogue) -> Inventory:
-    """The postpaid pool (the catalogue's `[capacity]`, one machine) and every prepaid resource group."""
+def inventory_of(catalogue: Catalogue, gpus: Sequence[int] | None = None) -> Inventory:
+    """The postpaid pool (the catalogue's `[capacity]`, one machine) and every prepaid resource group.
+
+    `gpus`: the device indices of the GPUs discovered on this machine (issue 9 item 5), which then are the
+    postpaid machine's cards whatever `[capacity]` says; None keeps the catalogue's count."""
     cap = catalogue.capacity
-    pools = {POSTPAID_POOL: Pool(POSTPAID_POOL, (NodeSize(POSTPAID_POOL, cap, cards=default_cards(cap.gpu)),))}
+    cards = default_cards(cap.gpu)
+    if gpus is not None:
+        cap, cards = Capacity(cpu=cap.cpu, memory=cap.memory, gpu=len(gpus) * CARD), tuple(gpus)
+    pools = {POSTPAID_POOL: Pool(POSTPAID_POOL, (NodeSize(POSTPAID_POOL, cap, cards=cards),))}
     for group in catalogue.resource_groups.values():
         nodes = tuple(
             NodeSize(n.id, Capacity(n.cpu, n.memory, n.gpu), n.gpu_type, default_cards(n.gpu), n.status == "RUNNING")

@@ -68,6 +68,10 @@ class RunSpec:
     """The task's own Envs (also merged into every pod's env)."""
     account: str = ""
     """The task's account (UIN): its COS paths lie in that account's tree only (issue 7 A1)."""
+    image: str = ""
+    """ImageInfo.ImageUrl: the root filesystem a sandboxed pod sees (issue 9 item 4)."""
+    image_preset: bool = False
+    """A framework task's preset image (ImageType PRE_SET): the host's own unless the image table names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,8 @@ class Observation:
     """A handle for the runner to store from now on (e.g. one recovered for a pod whose launch was not recorded
     before a crash); "" keeps the stored one."""
     reason: str = ""
-    """Why a LOST pod is gone, when the executor knows (its node was lost, issue 10 item 6): the FailureReason."""
+    """Why a LOST pod is gone, when the executor knows (its node was lost, issue 10 item 6), or why an EXITED one
+    ended (the memory limit killed it, issue 9 item 3): the FailureReason after the pod's short name."""
 
 
 class LaunchError(Exception):

@@ -6,6 +6,10 @@ stamps log lines and records the exit code on disk, so pods outlive a crashed se
 their handle (the supervisor's pid and process start time, see `handle`) and the pod directory. COS is not
 reachable here: a COS path `bucket/path` of account UIN stands for `<cos_root>/<UIN>/bucket/path` on this machine,
 confined to that tree (paths.py; docs/executors.md). Linux `/proc` is used to tell a live process from a reused pid.
+
+By default every pod runs in a sandbox (issue 9; executors/podsandbox.py and sandbox.py): its own namespaces, an
+unprivileged uid, the cgroup limits of its instance type, its image; the supervisor stays outside it. Built with
+`sandboxed=False` (`serve --sandbox off`), pods run on the host as the server's user.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tione_server.executors import archives, podwrap
 from tione_server.executors.base import LaunchError, Mount, Observation, RunSpec, Submission
+from tione_server.executors.cgroups import CgroupUnavailable
+from tione_server.executors.gpus import Inventory
+from tione_server.executors.images import ImageUnavailable
+from tione_server.executors.podsandbox import OUTPUT, PodSandbox
 from tione_server.executors.runfiles import FileBackedRuns, RunFiles
 from tione_server.models import Pod, Run
 from tione_server.paths import PathRefused, Tree, fd_path, refusal
@@ -103,10 +111,29 @@ class LocalExecutor(FileBackedRuns):
 
     name = "local"
 
-    def __init__(self, *, data_dir: Path, cos_root: Path, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        cos_root: Path,
+        python: str = sys.executable,
+        sandboxed: bool = True,
+        account_uid: Callable[[str], int] | None = None,
+        image_roots: Mapping[str, Path] | None = None,
+        gpu_inventory: Inventory | None = None,
+    ) -> None:
+        """`sandboxed`: SandboxUnavailable or CgroupUnavailable when this machine cannot (issue 9 item 6).
+        `account_uid`: the store's per-account uid (pods of a root server run as it; without it, as nobody)."""
         self.files = RunFiles(data_dir)
         self.cos_root = cos_root
         self.python = python
+        self.sandbox = (
+            PodSandbox(
+                self.files, cos_root, account_uid=account_uid, image_roots=image_roots, gpu_inventory=gpu_inventory
+            )
+            if sandboxed
+            else None
+        )
 
     # -- submission: the run's directory --------------------------------------------------------
 
@@ -143,6 +170,11 @@ class LocalExecutor(FileBackedRuns):
                 fd, out = self._open(tree, spec.output, "output path", make_dirs=True)
                 os.close(fd)
                 (root / "output").symlink_to(out)
+            if self.sandbox is not None:
+                self.sandbox.image(spec)  # issue 9 item 4: an image that does not resolve fails the submission
+                self.sandbox.prepare_run(spec, out if spec.output is not None else None)
+        except ImageUnavailable as err:
+            return Submission(ready=False, error=str(err))
         except _SubmitFailed as err:
             return Submission(ready=False, error=str(err))
         except OSError as err:
@@ -184,13 +216,14 @@ class LocalExecutor(FileBackedRuns):
     def _platform_env(self, spec: RunSpec) -> dict[str, dict[str, str]]:
         """Per pod: MASTER_PORT (one per run), TF_CONFIG for PS_WORKER, and where mounts and output are."""
         root = self.files.root(spec.run_id)
+        boxed = self.sandbox is not None  # paths as the pod sees them (podsandbox.py)
         shared = {
             "MASTER_PORT": str(free_port()),
-            "TI_MOUNT_ROOT": str(self.files.mounts(spec.run_id)),
+            "TI_MOUNT_ROOT": "/" if boxed else str(self.files.mounts(spec.run_id)),
             "PYTHONUNBUFFERED": "1",  # log lines are stamped when read: let Python print them when written
         }
         if spec.output is not None:
-            shared["TI_OUTPUT_DIR"] = str(root / "output")
+            shared["TI_OUTPUT_DIR"] = OUTPUT if boxed else str(root / "output")
         envs = {p.name: dict(shared) for p in spec.pods}
         if spec.mode == "PS_WORKER":
             for name, config in tf_configs(spec, {p.name: f"127.0.0.1:{free_port()}" for p in spec.pods}).items():
@@ -202,22 +235,28 @@ class LocalExecutor(FileBackedRuns):
         by_name = {p.name: p for p in spec.pods}
         handles: dict[str, str] = {}
         try:
+            image = self.sandbox.image(spec) if self.sandbox is not None else None
+        except ImageUnavailable as err:  # removed from the table since the submission
+            raise LaunchError(str(err)) from None
+        try:
             for pod in pods:
                 ps = by_name[pod.name]
                 pod_dir = self.files.pod_dir(spec.run_id, pod.name)
                 pod_dir.mkdir(parents=True, exist_ok=True)
-                (pod_dir / "spec.json").write_text(
-                    json.dumps(
-                        {
-                            "command": ps.command,
-                            "cwd": str(self.files.code(spec.run_id)),
-                            "env": _base_env() | platform[pod.name] | dict(ps.env),
-                            "stdout": str(self.files.log(spec.run_id, pod.name, "stdout")),
-                            "stderr": str(self.files.log(spec.run_id, pod.name, "stderr")),
-                        }
-                    )
-                )
-                (pod_dir / "spec.json").chmod(0o600)  # it holds private env values
+                run_spec: dict[str, object] = {
+                    "command": ps.command,
+                    "cwd": str(self.files.code(spec.run_id)),
+                    "env": _base_env() | platform[pod.name] | dict(ps.env),
+                    "stdout": str(self.files.log(spec.run_id, pod.name, "stdout")),
+                    "stderr": str(self.files.log(spec.run_id, pod.name, "stderr")),
+                }
+                if self.sandbox is not None:
+                    env = platform[pod.name] | dict(ps.env)  # never the server's own environment
+                    run_spec |= self.sandbox.launch(spec, ps, pod, env, image, pod_dir) | {"cwd": "/"}
+                spec_file = pod_dir / "spec.json"
+                spec_file.touch(mode=0o600)  # it holds private env values: never readable by others, even briefly
+                spec_file.chmod(0o600)
+                spec_file.write_text(json.dumps(run_spec))
                 with (pod_dir / "supervisor.log").open("ab") as errlog:
                     proc = subprocess.Popen(
                         [self.python, "-I", str(SUPERVISOR), str(pod_dir)],
@@ -233,7 +272,7 @@ class LocalExecutor(FileBackedRuns):
                 threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
                 stat = proc_stat(proc.pid)
                 handles[pod.name] = handle(proc.pid, stat[1] if stat else None)
-        except OSError as err:
+        except (OSError, CgroupUnavailable) as err:
             for name, text in handles.items():
                 self._signal_pod(name, text, kill=True)
             raise LaunchError(f"cannot start pod {pod.name}: {err}", handles) from err
@@ -259,10 +298,30 @@ class LocalExecutor(FileBackedRuns):
             done = read_json(pod_dir / "exit")
             if done is not None:
                 ended, code = float(done["time"]), int(done["code"])
-                return Observation("EXITED", started_at=started, ended_at=ended, exit_code=code, handle=recovered)
+                # Issue 9 item 3: a pod the memory limit killed says so, not just "exited with code 137".
+                oom = f"was killed: out of memory (limit {pod.memory} MiB)" if done.get("oom_kill") else ""
+                return Observation(
+                    "EXITED", started_at=started, ended_at=ended, exit_code=code, handle=recovered, reason=oom
+                )
             if attempt == 0 and alive(pid, proc_start):
                 return Observation("RUNNING" if info else "PENDING", started_at=started, handle=recovered)
+        if self.sandbox is not None:  # its supervisor is gone: so is the pod (--die-with-parent); drop its groups
+            self._remove_cgroup(pod.name)
         return Observation("LOST", started_at=started, ended_at=now, handle=recovered)
+
+    def _remove_cgroup(self, pod: str) -> None:
+        """End whatever is left in a pod's control groups and delete them (the supervisor does, when it can)."""
+        assert self.sandbox is not None
+        with contextlib.suppress(CgroupUnavailable, ValueError):
+            self.sandbox.cgroup(pod).remove()
+
+    def remove(self, run_id: str) -> None:
+        """Delete the run's files, and the control groups of its pods (Delete; issue 9 item 3)."""
+        if self.sandbox is not None:
+            pods = self.files.root(run_id) / "pods"
+            for pod in pods.iterdir() if pods.is_dir() else ():
+                self._remove_cgroup(pod.name)
+        super().remove(run_id)
 
     # -- stopping and cleanup -------------------------------------------------------------------
 

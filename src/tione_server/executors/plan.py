@@ -145,6 +145,7 @@ def run_spec(run: Run, task: Task) -> RunSpec:
     mounts, unsupported = _mounts(doc)
     code = _cos(doc.get("CodePackagePath"))
     output = _cos(doc.get("Output"))
+    image = doc.get("ImageInfo") or {}
     return RunSpec(
         run_id=run.id,
         task_id=task.id,
@@ -157,4 +158,6 @@ def run_spec(run: Run, task: Task) -> RunSpec:
         unsupported=unsupported,
         env=user_env,
         account=task.scope.uin,
+        image=str(image.get("ImageUrl") or ""),
+        image_preset=image.get("ImageType") == "PRE_SET",
     )

@@ -10,6 +10,13 @@ daemonizes (double fork, setsid) is re-parented to it rather than to init. The e
 them are gone (issue 7 E11): when the command ends, the rest of the pod is killed, as when a container's main
 process ends; SIGTERM from the executor (Stop) is passed on to every descendant, and SIGUSR1 (Stop's grace period
 is over) kills them all.
+
+A sandboxed pod (issue 9; `spec.json` then has `argv` and `sandbox`) runs the prepared command line instead of
+`/bin/sh -c`: the supervisor's child is the pod's outer bwrap and its grandchild bwrap's PID-namespace init. Stop's
+SIGTERM skips both (the outer bwrap would die and `--die-with-parent` would SIGKILL the pod with no grace; the
+init ignores it) and goes to the processes of the pod itself. Once all are gone the supervisor records whether
+the memory limit killed one (`oom_kill` in `exit`, read from the file `sandbox.oom` names) and removes the pod's
+control groups (`sandbox.cgroups`), so a pod's groups live exactly as long as the pod.
 """
 
 from __future__ import annotations
@@ -85,10 +92,49 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def _signal_all(sig: int) -> None:
+def _signal_all(sig: int, skip: frozenset[int] = frozenset()) -> None:
     for pid in descendants(os.getpid()):
-        with contextlib.suppress(OSError):
-            os.kill(pid, sig)
+        if pid not in skip:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+
+
+def _bwrap_pids(main_pid: int) -> frozenset[int]:
+    """The outer bwrap of a sandboxed pod (the supervisor's child) and its PID-namespace init (bwrap's child)."""
+    return frozenset([main_pid, *(p for p in descendants(main_pid) if _parent(p) == main_pid)])
+
+
+def _parent(pid: int) -> int:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(raw[raw.rfind(")") + 2 :].split()[1])
+
+
+def _oom_kills(path: str) -> int:
+    """`oom_kill` of a cgroup's memory.events (v2) or memory.oom_control (v1); 0 when unreadable."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return 0
+    return next((int(v) for k, _, v in (line.partition(" ") for line in lines) if k == "oom_kill"), 0)
+
+
+def _remove_groups(dirs: list[str]) -> None:
+    """rmdir the pod's (now empty) control groups; a process on its way out may keep one busy a moment."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    for d in dirs:
+        while True:
+            try:
+                Path(d).rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
 
 
 def _note(_signum: int, _frame: object) -> None:
@@ -106,9 +152,10 @@ def main(pod_dir: Path) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, KILL):
         signal.signal(sig, _note)
     stdout, stderr = Path(spec["stdout"]), Path(spec["stderr"])
+    sandbox: dict[str, Any] | None = spec.get("sandbox")
     try:
         child = subprocess.Popen(
-            ["/bin/sh", "-c", spec["command"]],
+            spec.get("argv") or ["/bin/sh", "-c", spec["command"]],
             cwd=spec["cwd"],
             env=spec["env"],
             stdin=subprocess.DEVNULL,
@@ -131,19 +178,23 @@ def main(pod_dir: Path) -> int:
     ]
     for t in pumps:
         t.start()
-    status = _supervise(child.pid, wake_r)
+    status = _supervise(child.pid, wake_r, sandboxed=sandbox is not None)
     deadline = time.monotonic() + DRAIN_SECONDS
     for t in pumps:
         t.join(max(0.0, deadline - time.monotonic()))
     # A command killed by signal N reports 128 + N, as a shell (and Kubernetes) would.
     returncode = os.waitstatus_to_exitcode(status)
     code = returncode if returncode >= 0 else 128 - returncode
+    done = {"code": code, "signal": max(0, -returncode), "time": time.time()}
+    if sandbox is not None:
+        done["oom_kill"] = _oom_kills(sandbox["oom"])
+        _remove_groups(sandbox["cgroups"])
     with contextlib.suppress(OSError):  # the run may have been deleted meanwhile
-        _write_json(pod_dir / "exit", {"code": code, "signal": max(0, -returncode), "time": time.time()})
+        _write_json(pod_dir / "exit", done)
     return code
 
 
-def _supervise(main_pid: int, wake: int) -> int:
+def _supervise(main_pid: int, wake: int, *, sandboxed: bool = False) -> int:
     """Reap processes until none of the pod is left; returns the wait status of the command (`main_pid`)."""
     main_status: int | None = None
     stopping = killing = False
@@ -171,7 +222,7 @@ def _supervise(main_pid: int, wake: int) -> int:
                     killing = True
                 elif signum == STOP and not stopping:
                     stopping = True
-                    _signal_all(signal.SIGTERM)
+                    _signal_all(signal.SIGTERM, _bwrap_pids(main_pid) if sandboxed else frozenset())
 
 
 if __name__ == "__main__":
