@@ -1,6 +1,7 @@
 """Measure create-to-RUNNING latency of training tasks on live servers, one executor after another in one run.
 
     .venv/bin/python scripts/run_latency.py [--runs 20] [--executor local|simulate|ray ...] [--ray-address HOST:PORT]
+                                            [--sandbox on|off|both]
 
 For each `--executor` (repeat it to compare: `--executor local --executor ray`; default `local`) starts
 `tione-server serve` on a free port with a fresh SQLite database and data directory in a temporary directory,
@@ -11,7 +12,8 @@ RUNNING (an upper bound: it includes one poll interval), one row per executor.
 
 `ray` runs on the cluster at `--ray-address` (or `RAY_ADDRESS`); without one, the script starts a throwaway
 two-node cluster on this machine (tests/raycluster.py: a head and a worker, 2 logical cores and 8 GiB each) and
-stops it afterwards.
+stops it afterwards. For `local`, `--sandbox both` (the default) measures pods in the sandbox and without it
+(issue 9), one server after the other, as two rows side by side.
 """
 
 from __future__ import annotations
@@ -51,19 +53,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--executor", choices=("local", "simulate", "ray"), action="append")
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", ""))
+    parser.add_argument("--sandbox", choices=("on", "off", "both"), default="both")
     args = parser.parse_args()
     executors: list[str] = args.executor or ["local"]
     rows = []
     with _ray(args.ray_address, wanted="ray" in executors) as address:
+        runs: list[tuple[str, str, list[str]]] = []
         for executor in executors:
-            extra = ["--ray-address", address] if executor == "ray" else []
+            if executor == "ray":
+                runs.append((executor, executor, ["--ray-address", address]))
+            elif executor == "local":
+                modes = ("on", "off") if args.sandbox == "both" else (args.sandbox,)
+                runs += [(f"local, sandbox {m}", executor, ["--sandbox", m]) for m in modes]
+            else:
+                runs.append((executor, executor, []))
+        for label, executor, extra in runs:
             samples = sorted(_measure(executor, extra, args.runs))
             p90 = samples[min(len(samples) - 1, int(len(samples) * 0.9))]
             rows.append(
-                f"| {executor} | {len(samples)} | {samples[0] * 1000:.0f} | {statistics.median(samples) * 1000:.0f} "
+                f"| {label} | {len(samples)} | {samples[0] * 1000:.0f} | {statistics.median(samples) * 1000:.0f} "
                 f"| {p90 * 1000:.0f} | {samples[-1] * 1000:.0f} |"
             )
-            print(f"{executor}: done", file=sys.stderr)
+            print(f"{label}: done", file=sys.stderr)
     print(f"create-to-RUNNING, ms ({os.cpu_count()} cores)\n")
     print("| executor | tasks | min | p50 | p90 | max |\n|---|---|---|---|---|---|")
     print("\n".join(rows))
@@ -126,7 +137,7 @@ def _one(client: CommonClient, i: int) -> float:
         "Name": f"latency-{i}",
         "ChargeType": "POSTPAID_BY_HOUR",
         "ResourceConfigInfos": [{"Role": "WORKER", "InstanceType": "TI.S.MEDIUM.POST", "InstanceNum": 1}],
-        "ImageInfo": {"ImageType": "CUSTOM", "ImageUrl": "local"},
+        "ImageInfo": {"ImageType": "CUSTOM", "ImageUrl": "host"},
         "StartCmdInfo": {"StartCmd": "sleep 30"},
     }
     start = time.perf_counter()

@@ -4,6 +4,8 @@ the session, and a task is STOPPED (or ends) only once none of them is left. A l
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.live import Server
-from tests.training import PYTHON, TERMINAL, cos_tree, create, training_server, wait_for, wait_status
+from tests.training import PYTHON, TERMINAL, cos_tree, create, detail, training_server, wait_for, wait_status
+from tione_server.executors.podwrap import descendants
 
 PROGRAM = """
 import os, signal, sys, time
 
 def note(name):
-    with open(os.path.join(os.environ["PID_DIR"], name), "w") as f:
+    with open(os.path.join(os.environ["TI_OUTPUT_DIR"], name), "w") as f:
         f.write(str(os.getpid()))
 
 if sys.argv[1] == "stubborn":
@@ -56,31 +59,44 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def _pids(pid_dir: Path, names: tuple[str, ...], timeout: float = 20.0) -> dict[str, int]:
+def _pids(server: Server, task_id: str, pid_dir: Path, names: tuple[str, ...], timeout: float = 20.0) -> dict[str, int]:
+    """Host pids of the processes that noted themselves. A sandboxed pod (issue 9) notes the pids of its own PID
+    namespace: each is mapped to the host's through the `NSpid` line of the supervisor's descendants."""
     deadline = time.monotonic() + timeout
     while True:
         found = {n: (pid_dir / n).read_text() for n in names if (pid_dir / n).exists()}
         if len(found) == len(names) and all(found.values()):
-            return {n: int(v) for n, v in found.items()}
+            break
         assert time.monotonic() < deadline, f"pid files so far: {found}"
         time.sleep(0.05)
+    run = detail(server, task_id)["LatestInstanceId"]
+    data = server.log_path.parent / "data" / "runs" / run / "pods" / f"{run}-worker-0"
+    supervisor = json.loads((data / "pid").read_text())["pid"]
+    host = {}
+    for pid in descendants(supervisor):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            host[int(next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[-1])] = pid
+    return {n: host.get(int(v), 0) for n, v in found.items()}  # 0: gone already (the pod may have ended)
 
 
-def _task(server: Server, name: str, mode: str, pid_dir: Path) -> str:
-    pid_dir.mkdir()
-    return create(
+def _task(server: Server, name: str, mode: str) -> tuple[str, Path]:
+    """The task, and the host directory its processes note their pids in (its output)."""
+    task_id = create(
         server,
         name,
         f"{PYTHON} prog.py {mode}; echo the shell outlived its program",  # `;` keeps /bin/sh as the parent
         CodePackagePath={"Bucket": "b", "Region": "ap-guangzhou", "Paths": ["code"]},
-        Envs=[{"Name": "PID_DIR", "Value": str(pid_dir)}],
+        Output={"Bucket": "b", "Region": "ap-guangzhou", "Paths": [f"pids-{name}"]},
     )
+    return task_id, cos_tree(server) / "b" / f"pids-{name}"
 
 
 def test_stop_training_task_ends_every_process_of_the_pod(server: Server, tmp_path: Path) -> None:
-    task_id = _task(server, "stubborn", "stubborn", tmp_path / "pids")
+    task_id, pid_dir = _task(server, "stubborn", "stubborn")
     wait_status(server, task_id, "RUNNING")
-    pids = _pids(tmp_path / "pids", ("main", "child", "daemon"))
+    pids = _pids(server, task_id, pid_dir, ("main", "child", "daemon"))
+    assert all(pids.values()), pids  # all of them run until the Stop
     server.call("StopTrainingTask", {"Id": task_id})
     done = wait_status(server, task_id, *TERMINAL, timeout=20)
     assert done["Status"] == "STOPPED"
@@ -89,8 +105,8 @@ def test_stop_training_task_ends_every_process_of_the_pod(server: Server, tmp_pa
 
 
 def test_training_task_end_ends_its_daemons(server: Server, tmp_path: Path) -> None:
-    task_id = _task(server, "leaves-a-daemon", "polite", tmp_path / "pids")
-    pids = _pids(tmp_path / "pids", ("main", "daemon"))
+    task_id, pid_dir = _task(server, "leaves-a-daemon", "polite")
+    pids = _pids(server, task_id, pid_dir, ("main", "daemon"))
     done = wait_for(server, task_id, lambda d: d["Status"] in TERMINAL)
     assert done["Status"] == "SUCCEED", done["FailureReason"]
     assert [pid for pid in pids.values() if not _gone(pid)] == []

@@ -1,6 +1,6 @@
 """From a task's `ImageInfo.ImageUrl` to the root filesystem its pods see (issue 9 item 4).
 
-The catalogue's `[images]` table maps an image URL to a directory or a tarball on this machine; a tarball is
+The catalogue's `[image_roots]` table maps an image URL to a directory or a tarball on this machine; a tarball is
 unpacked once into a cache directory named after the tarball (path, size, modification time), so a changed file
 is unpacked again and an unchanged one never. The built-in image `host` (and a task naming no image) shows the
 host's own /usr, /bin, /lib*, /etc (sandbox.HOST_IMAGE_ENTRIES).
@@ -34,7 +34,7 @@ def resolve(url: str, table: Mapping[str, Path], cache_dir: Path) -> Path | None
     path = table.get(url)
     if path is None:
         known = ", ".join(sorted([HOST, *table]))
-        raise ImageUnavailable(f"image {url!r} is not in this server's [images] table (known: {known})")
+        raise ImageUnavailable(f"image {url!r} is not in this server's [image_roots] table (known: {known})")
     if path.is_dir():
         return path
     if path.is_file() and archives.is_archive(path.name):

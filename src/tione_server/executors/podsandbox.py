@@ -34,8 +34,9 @@ CODE = "/opt/ml/code"
 OUTPUT = "/opt/ml/output"
 DATA = "/opt/ml/input/data"
 """Where a relative MappingPath (and a DataConfig without one, `data-<i>`) is mounted in the pod."""
-PIDS = 4096
-"""Processes (and threads) one pod may have at once: room for data loaders, a stop to a fork bomb."""
+PIDS_PER_CORE = 1024
+"""Processes (and threads) a pod may have at once, per core of its type (at least one core's worth): room for
+data loaders and thread pools, and a stop to a fork bomb."""
 NOBODY = 65534
 """The uid pods run as when the executor has no per-account uids (built without a store; never the server)."""
 CARD = 100
@@ -106,7 +107,10 @@ class PodSandbox:
         url = spec.image
         if spec.image_preset and url not in self.image_roots:
             url = images.HOST
-        return images.resolve(url, self.image_roots, self.files.data_dir / "images")
+        root = images.resolve(url, self.image_roots, self.files.data_dir / "images")
+        if root is not None and self.root:
+            searchable(root)  # bwrap binds the image's entries as the pod's uid
+        return root
 
     def prepare_run(self, spec: RunSpec, output: Path | None) -> None:
         """After the run's files are made: give the pod's uid its code and output, and a way to them."""
@@ -168,7 +172,11 @@ class PodSandbox:
             env=dict(env),
             uid=uid,
             gid=uid,
-            limits=Limits(cpu_millicores=pod.cpu or None, memory_bytes=(pod.memory << 20) or None, pids=PIDS),
+            limits=Limits(
+                cpu_millicores=pod.cpu or None,
+                memory_bytes=(pod.memory << 20) or None,
+                pids=PIDS_PER_CORE * max(1, -(-pod.cpu // 1000)),
+            ),
             gpus=chosen,
             gpu_control=self.inventory.control if chosen else (),
         )
