@@ -92,7 +92,7 @@ def _measure(work: Path, address: str, described: str, args: argparse.Namespace)
     catalogue.write_text(CATALOGUE.format(limit=max(100, args.tasks + 1)))
     store = Store(url)
     try:
-        key = store.create_key(uin=UIN, app_id="1250000000", sub_uin=UIN)
+        key = store.keys.create(uin=UIN, app_id="1250000000", sub_uin=UIN)
     finally:
         store.close()
     extra = ["--executor", "ray", "--ray-address", address, "--catalogue", str(catalogue)]

@@ -549,6 +549,8 @@ def test_catalogue_example_file_loads() -> None:
 
 
 def test_describe_billing_resource_groups_reflects_held_resources() -> None:
+    from types import SimpleNamespace
+
     from tione_server.api._generated import DescribeBillingResourceGroupsRequest, Filter
     from tione_server.catalogue import Catalogue
     from tione_server.config import Settings
@@ -557,7 +559,7 @@ def test_describe_billing_resource_groups_reflects_held_resources() -> None:
     from tione_server.service.billing import BillingActions
 
     class Held:
-        """The one store read billing makes: sums held by live runs, by node."""
+        """The one store read billing makes (store.runs.held_by_node): sums held by live runs, by node."""
 
         def held_by_node(self) -> dict[str, tuple[int, int, int]]:
             # One prepaid task holds 8 cores, 32 GB and 2 cards on the big V100 node.
@@ -568,7 +570,7 @@ def test_describe_billing_resource_groups_reflects_held_resources() -> None:
             self.settings = Settings()
             self.catalogue = Catalogue.default()
             self.scheduler = Scheduler(inventory_of(self.catalogue))
-            self.store = Held()  # type: ignore[assignment]
+            self.store = SimpleNamespace(runs=Held())  # type: ignore[assignment]
 
     ctx = RequestContext(Caller("1", "1", "1"), "ap-guangzhou", "r", "en-US", 0.0)
     resp = Busy().describe_billing_resource_groups(ctx, DescribeBillingResourceGroupsRequest())
