@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,21 +126,28 @@ def test_console_list_filter_sort_page_matches_api(signed_in: WebDriver, srv: Se
     shot(d, "list-filtered")
 
 
-def test_console_task_detail_follows_logs_and_stops(signed_in: WebDriver, srv: Server, tmp_path: Path) -> None:
+def test_console_task_detail_follows_logs_and_stops(signed_in: WebDriver, srv: Server) -> None:
     d = signed_in
-    flag = tmp_path / "page-open"
+    # The flag lives in a data mount: the pod's sandbox sees the account's COS tree only through its mounts (issue 9).
+    flag = cos_tree(srv) / "bkt" / "flag" / "page-open"
+    flag.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     code = (
         "import os, time\n"
+        "flag = '/opt/ml/input/data/flag/page-open'\n"
         "while True:\n"
-        f"    print('after-open-{token}' if os.path.exists({str(flag)!r}) else 'tick', flush=True)\n"
+        f"    print('after-open-{token}' if os.path.exists(flag) else 'tick', flush=True)\n"
         "    time.sleep(0.3)\n"
     )
     program = cos_tree(srv) / "bkt" / "follow" / "train.py"
     program.parent.mkdir(parents=True, exist_ok=True)
     program.write_text(code)
     cos = {"Bucket": "bkt", "Region": "ap-guangzhou", "Paths": ["follow"]}
-    task = create(srv, "follow-me", python_cmd('exec(open("train.py").read())'), CodePackagePath=cos)
+    flag_mount = {"DataSourceType": "COS", "MappingPath": "/opt/ml/input/data/flag",
+                  "COSSource": {"Bucket": "bkt", "Region": "ap-guangzhou", "Paths": ["flag"]}}  # fmt: skip
+    task = create(
+        srv, "follow-me", python_cmd('exec(open("train.py").read())'), CodePackagePath=cos, DataConfigs=[flag_mount]
+    )
     wait_status(srv, task, "RUNNING")
     srv.call(
         "PushTrainingMetrics",
