@@ -184,7 +184,7 @@ class RayExecutor(LocalExecutor):
     def __init__(
         self, *, address: str, data_dir: Path, cos_root: Path, lost_after: float = 30.0, python: str = sys.executable
     ) -> None:
-        super().__init__(data_dir=data_dir, cos_root=cos_root, python=python)
+        super().__init__(data_dir=data_dir, cos_root=cos_root, python=python, sandboxed=False)  # not yet on Ray nodes
         self.address = address
         self.lost_after = lost_after
         self.driver = Driver(address, python)

@@ -26,7 +26,7 @@ export function mountNewTask(root, query) {
     count: field('Instance count', h('input', {name: 'InstanceNum', type: 'number', min: 1, value: '1'}),
       'With DDP, one pod per instance.'),
     mode: field('Training mode', h('select', {name: 'TrainingMode'}, MODES.map((m) => h('option', {value: m}, m || '(none)')))),
-    image: field('Image', h('input', {name: 'ImageUrl', value: 'local', spellcheck: 'false'}), 'CUSTOM image URL; `local` runs on this machine.'),
+    image: field('Image', h('input', {name: 'ImageUrl', value: 'host', spellcheck: 'false'}), 'CUSTOM image URL; `host` is this machine\'s own system, read-only.'),
     bucket: field('COS bucket', h('input', {name: 'Bucket', spellcheck: 'false'})),
     path: field('COS code path', h('input', {name: 'Path', spellcheck: 'false'}), 'Code directory inside the bucket.'),
     cmd: field('Command', h('textarea', {name: 'StartCmd', rows: 3, spellcheck: 'false'})),
