@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import BACKENDS, make_database
 from tests.live import Server, running_server
+from tests.test_readme import SNIPPET_TASKS
 from tests.test_sdk_forms import QUERIES, TASKS
 from tests.training import task_params, wait_for, wait_status
 
@@ -184,15 +185,7 @@ def test_describe_training_tasks_node_sdk_endpoint_without_dots(
 
 def test_readme_node_snippet_lists_running_tasks(node_sdk: Path, server: Server, tmp_path: Path) -> None:
     """The README's Node.js snippet runs as written (with a real key and port), requiring the package root."""
-    server.import_tasks(
-        [
-            {"Id": "train-1000000000000000001", "Name": "resnet-a", "Status": "RUNNING",
-             "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:33+08"},
-            {"Id": "train-1000000000000000002", "Name": "resnet-b", "Status": "SUCCEED",
-             "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:34+08"},
-        ],
-        tmp_path,
-    )  # fmt: skip
+    server.import_tasks(SNIPPET_TASKS, tmp_path)
     match = re.search(r"```javascript\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert match, "README has no javascript snippet"
     code = (

@@ -23,16 +23,17 @@ def readme_python_snippet() -> str:
     return match.group(1)
 
 
+SNIPPET_TASKS = [
+    {"Id": "train-1000000000000000001", "Name": "resnet-a", "Status": "RUNNING",
+     "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:33+08"},
+    {"Id": "train-1000000000000000002", "Name": "resnet-b", "Status": "SUCCEED",
+     "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:34+08"},
+]  # fmt: skip
+"""The tasks the README's snippets list (one RUNNING): shared by the Python and Node.js snippet tests."""
+
+
 def test_readme_sdk_snippet_lists_running_tasks(server: Server, tmp_path: Path) -> None:
-    server.import_tasks(
-        [
-            {"Id": "train-1000000000000000001", "Name": "resnet-a", "Status": "RUNNING",
-             "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:33+08"},
-            {"Id": "train-1000000000000000002", "Name": "resnet-b", "Status": "SUCCEED",
-             "ChargeType": "POSTPAID_BY_HOUR", "CreateTime": "2025-05-28T18:18:34+08"},
-        ],
-        tmp_path,
-    )  # fmt: skip
+    server.import_tasks(SNIPPET_TASKS, tmp_path)
     code = (
         readme_python_snippet()
         .replace('"AKID..."', repr(server.key.secret_id))
