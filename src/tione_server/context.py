@@ -27,3 +27,6 @@ class RequestContext:
     language: str
     now: float
     """Server time (Unix seconds) when the request arrived; one value per request."""
+    cached_key: str | None = None
+    """The SecretId when its key came from the gateway's cache: the reads serving the request check that it is
+    still valid (store.keys.key_check) and raise KeyWithdrawn if not."""

@@ -54,6 +54,7 @@ from tione_server.offload import Offload
 from tione_server.ratelimit import RateLimiter
 from tione_server.replay import NonceStore
 from tione_server.store import Store
+from tione_server.store.keys import KeyWithdrawn
 
 log = logging.getLogger("tione_server.gateway")
 
@@ -100,6 +101,10 @@ class Signed(msgspec.Struct):
     proof: signing.Tc3Authorization | list[tuple[str, str]]
     """What the signature is checked against: a TC3 request's parsed Authorization header, or a v1 request's
     parameters (its Signature among them)."""
+    cached: bool = False
+    """The key came from the store's key cache (the list's hot path): the reads serving the request check that
+    it is still valid, and any refusal first re-reads it (`Gateway._recheck`), so the answer is the one a fresh
+    read would give."""
 
 
 class Trace(msgspec.Struct):
@@ -227,9 +232,9 @@ class Gateway:
 
         Parameters are decoded once the caller is known, so a bad parameter is logged with its account.
         """
+        signed = head.tc3
         try:
             params: list[tuple[str, str]] | None = None
-            signed = head.tc3
             if signed is None:  # v1: the credentials are parameters, in the body (POST) or the query (GET)
                 params = pairs = _parse_pairs(request.raw_query if request.method == "GET" else _text(request.body))
                 language = _first(params, "Language") or language
@@ -241,7 +246,21 @@ class Gateway:
             resp = getattr(self.service, action.method)(ctx, req)
             return codec.encode_response(resp, request_id)
         except Exception as exc:
+            if signed is not None and signed.cached:
+                exc = self._recheck(signed.key.secret_id, exc)
             return _error_reply(exc, request_id, language, trace)
+
+    def _recheck(self, secret_id: str, exc: Exception) -> Exception:
+        """A request signed with a cached key was refused: had its key been read now, a withdrawn key would
+        have been refused first, as SecretIdNotFound (§4 step 7). So read it, and answer that if so."""
+        if isinstance(exc, KeyWithdrawn):
+            self.store.keys.forget(secret_id)
+            return SecretIdNotFound()
+        try:
+            key = self.store.keys.get(secret_id)
+        except Exception:
+            return exc
+        return SecretIdNotFound() if key is None or key.revoked else exc
 
     def _tc3_head(self, h: dict[str, str], auth_header: str) -> Signed:
         """The TC3 checks that need no body (§4 steps 4-7), made before the body is read (issue 7 B5)."""
@@ -253,18 +272,24 @@ class Gateway:
             region_name="X-TC-Region",
             token=h.get("x-tc-token") or "",
         )
-        return self._authenticate(claims, lambda: _tc3_authorization(h, auth_header, claims.timestamp))
+        cached = claims.action in INLINE_ACTIONS  # the hot path: its reads check the cached key (Signed.cached)
+        return self._authenticate(claims, lambda: _tc3_authorization(h, auth_header, claims.timestamp), cached)
 
     # -- the verification sequence, shared by both signature versions (api3-protocol §4) ------------
 
     def _authenticate(
-        self, claims: Claims, credential: Callable[[], tuple[str, signing.Tc3Authorization | list[tuple[str, str]]]]
+        self,
+        claims: Claims,
+        credential: Callable[[], tuple[str, signing.Tc3Authorization | list[tuple[str, str]]]],
+        cached: bool = False,
     ) -> Signed:
         """Steps 5-7: the timestamp window, then the credential (a TC3 Authorization's grammar, service and
-        date are judged here; v1 names its SecretId plainly), then the key it names."""
+        date are judged here; v1 names its SecretId plainly), then the key it names: from the key cache when
+        `cached` and the key is there."""
         now = self._check_timestamp(claims.timestamp)
         secret_id, proof = credential()
-        return Signed(claims, self._key(secret_id), now, proof)
+        key, hit = self._key(secret_id, cached)
+        return Signed(claims, key, now, proof, cached=hit)
 
     def _verify(
         self, request: Request, signed: Signed, request_id: str, language: str
@@ -285,7 +310,14 @@ class Gateway:
             # between steps 13 and 14), so `{}` gets UnsupportedOperation rather than MissingParameter.
             raise UnsupportedOperation(action.name)
         caller = Caller(uin=key.uin, app_id=key.app_id, sub_uin=key.sub_uin or key.uin)
-        ctx = RequestContext(caller=caller, region=region, request_id=request_id, language=language, now=signed.now)
+        ctx = RequestContext(
+            caller=caller,
+            region=region,
+            request_id=request_id,
+            language=language,
+            now=signed.now,
+            cached_key=key.secret_id if signed.cached else None,
+        )
         return ctx, action
 
     def _check_timestamp(self, timestamp: str) -> float:
@@ -302,15 +334,16 @@ class Gateway:
             )
         return now
 
-    def _key(self, secret_id: str) -> ApiKey:
+    def _key(self, secret_id: str, cached: bool) -> tuple[ApiKey, bool]:
+        """The key named, and whether it came from the cache (only when `cached` allows)."""
         # Keys are printable ASCII without spaces; anything else (a NUL from a v1 form, say, which
         # PostgreSQL cannot even compare) is not a key and never reaches the store.
         if not secret_id or not (secret_id.isascii() and secret_id.isprintable()) or " " in secret_id:
             raise InvalidSecretId("The SecretId is not a valid cloud API key.")
-        key = self.store.keys.get(secret_id)
+        key, hit = self.store.keys.cached(secret_id) if cached else (self.store.keys.get(secret_id), False)
         if key is None or key.revoked:
             raise SecretIdNotFound()
-        return key
+        return key, hit
 
     def _spend_nonce(self, key: ApiKey, nonce: str, timestamp: str, now: float) -> None:
         """The signature is good: its Nonce is spent for as long as its Timestamp is (issue 7 C7)."""

@@ -98,10 +98,20 @@ LAZY = _Lazy()
 def record_request(action: str, code: str, seconds: float) -> None:
     """One answered request. Actions outside the API are `other`, so a client cannot invent label values."""
     name = action if action in ACTIONS else "other"
-    REQUESTS.labels(name, code).inc()
-    LATENCY.labels(name).observe(seconds)
+    counter = _REQUEST_CHILDREN.get((name, code))
+    if counter is None:  # labels() costs a lock and a tuple per call: its children are kept (bounded by ACTIONS)
+        counter = _REQUEST_CHILDREN[(name, code)] = REQUESTS.labels(name, code)
+    counter.inc()
+    latency = _LATENCY_CHILDREN.get(name)
+    if latency is None:
+        latency = _LATENCY_CHILDREN[name] = LATENCY.labels(name)
+    latency.observe(seconds)
     if code == RequestLimitExceeded.code:
         RATE_LIMITED.labels(name).inc()
+
+
+_REQUEST_CHILDREN: dict[tuple[str, str], Counter] = {}
+_LATENCY_CHILDREN: dict[str, Histogram] = {}
 
 
 class StoreCollector(Collector):

@@ -7,6 +7,7 @@ The gateway decides what each outcome means on the wire.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -59,8 +60,10 @@ def payload_hash(body: bytes, *, unsigned: bool) -> str:
     return hashlib.sha256(UNSIGNED_PAYLOAD.encode() if unsigned else body).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
 def tc3_signing_key(secret_key: str, date: str, service: str) -> bytes:
-    """The derived key chain TC3<key> -> date -> service -> tc3_request."""
+    """The derived key chain TC3<key> -> date -> service -> tc3_request; a key signs many requests a day, so
+    the chain is kept (three HMACs of the four a request costs)."""
     k_date = hmac.new(f"TC3{secret_key}".encode(), date.encode(), hashlib.sha256).digest()
     k_service = hmac.new(k_date, service.encode(), hashlib.sha256).digest()
     return hmac.new(k_service, b"tc3_request", hashlib.sha256).digest()

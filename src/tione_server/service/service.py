@@ -16,7 +16,7 @@ from tione_server.service.extensions import ExtensionActions
 from tione_server.service.lifecycle import LifecycleActions
 from tione_server.service.listing import build_query
 from tione_server.service.logs import LogActions
-from tione_server.service.render import list_item
+from tione_server.service.render import RenderedItems
 from tione_server.service.scope import scope_of
 from tione_server.store import Store
 
@@ -43,14 +43,16 @@ class TioneService(LifecycleActions, LogActions, BillingActions, ExtensionAction
         """Capacity questions (issue 8 item 4); the runner asks the same one."""
         self.executor = executor
         self.wake = wake
+        self.items = RenderedItems(catalogue, settings.time_offset_hours)
+        """The list's items, rendered once per stored row (issue 12)."""
 
     def describe_training_tasks(
         self, ctx: RequestContext, req: DescribeTrainingTasksRequest
     ) -> DescribeTrainingTasksResponse:
         """The list, exactly per spec §5."""
         query = build_query(req)
-        tasks, total = self.store.tasks.list(scope_of(ctx, req.TiProjectId), query)
-        offset = self.settings.time_offset_hours
-        return DescribeTrainingTasksResponse(
-            TrainingTaskSet=[list_item(t, ctx.now, offset, self.catalogue) for t in tasks], TotalCount=total
-        )
+        scope = scope_of(ctx, req.TiProjectId)
+        rows, total = self.store.tasks.page(scope, query, key=ctx.cached_key)
+        items = self.items.render(rows, scope, ctx.now)
+        # The items are encoded already: msgspec writes a Raw as it is (the reply's bytes are unchanged).
+        return DescribeTrainingTasksResponse(TrainingTaskSet=items, TotalCount=total)  # type: ignore[arg-type]

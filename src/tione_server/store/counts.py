@@ -105,9 +105,6 @@ _SQLITE_FOLD = [
     "DELETE FROM count_deltas WHERE id <= :upto",
 ]
 
-VERSION_SQL = "SELECT gen + (SELECT count(*) FROM count_deltas WHERE scope_id = :sid) FROM scopes WHERE id = :sid"
-"""A scope's version: the number of changes ever recorded for it, folded or not (one statement, one snapshot)."""
-
 
 def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> None:
     """Create the triggers (idempotent); when upgrading an older database, add `scopes.gen` and fill

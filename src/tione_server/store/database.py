@@ -16,10 +16,12 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from tione_server.store import counts, handles
+from tione_server.store.readers import Readers
 from tione_server.store.schema import SCHEMA_VERSION, meta, metadata
 from tione_server.store.urls import DatabaseError, connect_error, normalise_url
 
@@ -49,10 +51,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, autocommit: bool = False) -> Engine:
-    """An engine for any URL `normalise_url` accepts (`sqlite:///`, `postgres://`, ...), tuned for this service."""
+def make_engine(url: str, *, autocommit: bool = False, pooled: bool = True) -> Engine:
+    """An engine for any URL `normalise_url` accepts (`sqlite:///`, `postgres://`, ...), tuned for this service.
+    Unpooled, each `raw_connection()` is a new connection that its holder keeps (store/readers.py)."""
     url = normalise_url(url)
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    if not pooled:
+        options["poolclass"] = NullPool
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -62,7 +67,8 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
     try:
         # No pre-ping: it costs a round trip per checkout on the hottest path; a connection the server dropped
         # fails one request and is replaced (SQLAlchemy invalidates it), and recycling retires idle ones first.
-        return create_engine(url, pool_size=8, max_overflow=8, pool_recycle=1800, connect_args=connect_args, **options)
+        sizes: dict[str, Any] = {"pool_size": 8, "max_overflow": 8, "pool_recycle": 1800} if pooled else {}
+        return create_engine(url, connect_args=connect_args, **sizes, **options)
     except ImportError:
         raise DatabaseError("PostgreSQL needs the psycopg driver: pip install 'tione-server[postgres]'.") from None
 
@@ -70,8 +76,9 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
 class Database:
     """Engines for one database URL, its schema brought up to date on open.
 
-    `engine` serves write transactions (`tx`) and ordinary reads; `reader`, in autocommit, serves the hot reads
-    (a key lookup, a list page) without BEGIN/ROLLBACK round trips, each statement still one consistent snapshot.
+    `engine` serves write transactions (`tx`) and ordinary reads; `readers`, one autocommit connection per
+    thread, serve the hot reads (a key check, a list page) with no pool round trip and no BEGIN/ROLLBACK, each
+    statement still one consistent snapshot (`read`).
     """
 
     def __init__(self, url: str) -> None:
@@ -79,7 +86,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
-        self.reader = make_engine(url, autocommit=True)
+        self.readers = Readers(make_engine(url, autocommit=True, pooled=False))
         self._local = threading.local()  # this thread's open transaction: callbacks to run when it commits
         self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
         self._compiled_lock = threading.Lock()
@@ -92,7 +99,7 @@ class Database:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
-        self.reader.dispose()
+        self.readers.close()
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -125,6 +132,14 @@ class Database:
         """The rows of a statement compiled once per key, fetched through the driver's own cursor:
         dashboards repeat the same few queries, and building, compiling and wrapping a SQLAlchemy statement
         and its result costs more than running it."""
+        return fetch(conn, *self.compiled(key, build))
+
+    def read(self, key: Hashable, build: Callable[[], ClauseElement]) -> list[tuple[Any, ...]]:
+        """`run` in autocommit on this thread's reader connection (store/readers.py): the hot reads."""
+        return self.readers.fetch(*self.compiled(key, build))
+
+    def compiled(self, key: Hashable, build: Callable[[], ClauseElement]) -> tuple[str, Any]:
+        """The SQL text and parameters of the statement `build` makes, compiled once per key."""
         with self._compiled_lock:
             found = self._compiled.get(key)
             if found is not None:
@@ -138,7 +153,7 @@ class Database:
                 self._compiled[key] = found
                 while len(self._compiled) > COMPILED_CACHE_SIZE:
                     self._compiled.popitem(last=False)
-        return fetch(conn, *found)
+        return found
 
     def migrate(self) -> None:
         """Create missing tables and bring an older schema up to this server's version; refuse a newer one."""

@@ -8,14 +8,27 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, func, insert, select, update
+from sqlalchemy import RowMapping, ScalarSelect, bindparam, func, insert, select, update
 
 from tione_server.models import ApiKey
-from tione_server.store.database import Database, fetch
+from tione_server.store.database import Database
 from tione_server.store.schema import api_keys
 
 _ALNUM = string.ascii_letters + string.digits
 KEY_COLUMNS = tuple(c.name for c in api_keys.c)
+CACHE_SIZE = 10_000
+"""Keys kept in memory; when full, the cache starts again empty (keys are re-read once each)."""
+
+
+class KeyWithdrawn(Exception):
+    """A cached key was revoked or deleted since it was cached: the request is refused as if it had been read."""
+
+
+def key_check(secret_id: str) -> ScalarSelect[bool]:
+    """A column saying whether the key may still sign: NULL when there is no such key, true when revoked.
+    Added to the reads that serve a request signed with a cached key (Tasks.page), so the check costs no
+    statement of its own."""
+    return select(api_keys.c.revoked).where(api_keys.c.secret_id == secret_id).scalar_subquery()
 
 
 def key_of(row: Mapping[str, Any] | RowMapping) -> ApiKey:
@@ -28,6 +41,7 @@ class Keys:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._cache: dict[str, ApiKey] = {}
         # Read on every request: compiled once, run on the driver's cursor.
         by_id = select(*api_keys.c).where(api_keys.c.secret_id == bindparam("sid")).compile(dialect=db.engine.dialect)
         self._by_id_sql = by_id.string
@@ -58,10 +72,30 @@ class Keys:
         return key
 
     def get(self, secret_id: str) -> ApiKey | None:
-        """The key with this SecretId, revoked or not; None when unknown."""
-        with self._db.reader.connect() as conn:
-            rows = fetch(conn, self._by_id_sql, self._by_id_params(secret_id))
-        return key_of(dict(zip(KEY_COLUMNS, rows[0], strict=True))) if rows else None
+        """The key with this SecretId, revoked or not; None when unknown. Read from the database every time;
+        an active key is remembered for `cached`."""
+        rows = self._db.readers.fetch(self._by_id_sql, self._by_id_params(secret_id))
+        key = key_of(dict(zip(KEY_COLUMNS, rows[0], strict=True))) if rows else None
+        if key is None or key.revoked:
+            self._cache.pop(secret_id, None)
+        else:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[secret_id] = key
+        return key
+
+    def cached(self, secret_id: str) -> tuple[ApiKey | None, bool]:
+        """The key as `get` last read it, and True; else `get` now, and False. A cached key may have been
+        revoked since: whoever serves a request with it must check it in the same reads (`key_check`), or
+        call `get`. Only keys that could sign are kept; an unknown SecretId is read every time."""
+        key = self._cache.get(secret_id)
+        if key is not None:
+            return key, True
+        return self.get(secret_id), False
+
+    def forget(self, secret_id: str) -> None:
+        """Drop a cached key that was found withdrawn."""
+        self._cache.pop(secret_id, None)
 
     def list(self) -> Sequence[ApiKey]:
         """Every key, oldest first."""

@@ -32,6 +32,16 @@ class Scopes:
                 self._cache(scope, int(sid))
         return None if sid is None else int(sid)
 
+    def read_id(self, scope: Scope) -> int | None:
+        """`id` on this thread's reader connection (the list's hot path: almost always from memory)."""
+        sid = self._ids.get(scope)
+        if sid is None:
+            rows = self._db.read(("scope", scope), lambda: select(scopes.c.id).where(*self._where(scope)))
+            if rows:
+                sid = int(rows[0][0])
+                self._cache(scope, sid)
+        return sid
+
     def creating(self, conn: Connection) -> Callable[[Scope], int]:
         """Inside the write transaction `conn`: a function giving each scope's id, making its row when missing.
         One per transaction; the rows it made are served within it from memory, and cached once it commits."""

@@ -12,13 +12,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, Table, delete, select, text, update
+from sqlalchemy import Connection, RowMapping, Select, Table, delete, func, null, select, update
 
 from tione_server.models import Scope, Task, TaskQuery
 from tione_server.store import counts
 from tione_server.store import query as q
 from tione_server.store.database import Database
-from tione_server.store.schema import UNSET_TIME, runs, scopes, task_tags, tasks
+from tione_server.store.keys import KeyWithdrawn, key_check
+from tione_server.store.schema import UNSET_TIME, count_deltas, runs, scopes, task_tags, tasks
 from tione_server.store.scopes import Scopes
 
 _json_encode = msgspec.json.Encoder().encode
@@ -27,6 +28,8 @@ BATCH = 2000
 TASK_COLUMNS = tuple(c.name for c in tasks.c)
 TaskPage = tuple[list[Task], int]
 """One page of tasks and the number of all matches."""
+RowPage = tuple[list[tuple[Any, ...]], int]
+"""One page of `tasks` rows (columns in TASK_COLUMNS order) and the number of all matches."""
 
 
 class IdElsewhere(Exception):
@@ -87,6 +90,20 @@ def task_of(m: Mapping[str, Any] | RowMapping, scope: Scope) -> Task:
     )
 
 
+def _version(sid: int, key: str | None) -> Select[tuple[int, Any]]:
+    """The scope's version (the number of changes ever recorded for it, folded or not: counts.py) and, when
+    `key` is given, `key_check` of it, in one statement."""
+    deltas = select(func.count()).select_from(count_deltas).where(count_deltas.c.scope_id == sid).scalar_subquery()
+    check = key_check(key) if key is not None else null()
+    return select(scopes.c.gen + deltas, check).where(scopes.c.id == sid)
+
+
+def _judge_key(state: Any) -> None:
+    """`key_check`'s value: NULL (no such key) or true (revoked) withdraw the key."""
+    if state is None or state:
+        raise KeyWithdrawn()
+
+
 def patch_doc(conn: Connection, task_num: int, patch: dict[str, Any]) -> None:
     """Merge `patch` into the task's stored wire fields (`doc`), in the caller's transaction."""
     raw = conn.execute(select(tasks.c.doc).where(tasks.c.num == task_num)).scalar()
@@ -144,31 +161,48 @@ class Tasks:
 
     def list(self, scope: Scope, query: TaskQuery) -> TaskPage:
         """One page of the scope's tasks matching the query, and the number of all matches."""
-        with self._db.reader.connect() as conn:
-            sid = self._scopes.id(conn, scope)
-            if sid is None:
-                return [], 0
-            total = self._count(conn, sid, query)
-            if query.offset >= total:
-                return [], total
-            rows = self._db.run(conn, ("page", sid, query), lambda: q.page(sid, query, self._db.dialect))
+        rows, total = self.page(scope, query)
         return [task_of(dict(zip(TASK_COLUMNS, r, strict=True)), scope) for r in rows], total
 
-    def _count(self, conn: Connection, sid: int, query: TaskQuery) -> int:
-        """Exact TotalCount: from task_counts when it can answer, else cached per scope version (counts.py)."""
+    def page(self, scope: Scope, query: TaskQuery, *, key: str | None = None) -> RowPage:
+        """`list` as raw rows, read on this thread's reader connection (the list's hot path, issue 12).
+
+        `key`: a SecretId the gateway took from its cache; the same reads check that it is still valid (not
+        revoked, not deleted) and raise KeyWithdrawn when not, so a revocation counts from the next request.
+        """
+        sid = self._scopes.read_id(scope)
+        if sid is None:  # no task was ever stored for the scope
+            self._check_key(key)
+            return [], 0
+        total = self._count(sid, query, key)
+        if query.offset >= total:
+            return [], total
+        return self._db.read(("page", sid, query), lambda: q.page(sid, query, self._db.dialect)), total
+
+    def _count(self, sid: int, query: TaskQuery, key: str | None) -> int:
+        """Exact TotalCount, remembered per scope version (counts.py): the version is one cheap statement, and
+        only a scope that changed since is counted again, from task_counts when it can answer, else by scanning.
+        The version's statement also checks `key` (`page`)."""
+        version, state = self._db.read(("version", sid, key), lambda: _version(sid, key))[0]
+        if key is not None:
+            _judge_key(state)
         dialect = self._db.dialect
-        if q.countable(query):
-            built = lambda: q.count_from_counts(sid, query, dialect)  # noqa: E731
-            return int(self._db.run(conn, ("counted", sid, query), built)[0][0])
-        version = int(conn.execute(text(counts.VERSION_SQL), {"sid": sid}).scalar_one())
-        key = (query.filters, query.tags)
-        total = self._counts.get(sid, key, version)
+        ckey = (query.filters, query.tags)
+        total = self._counts.get(sid, ckey, int(version))
         if total is None:
             # The version was read first: the count is at least as new, so it is never served for a later one.
-            built = lambda: q.count_by_scan(sid, query, dialect)  # noqa: E731
-            total = int(self._db.run(conn, ("scanned", sid, query), built)[0][0])
-            self._counts.put(sid, key, version, total)
+            if q.countable(query):
+                built = lambda: q.count_from_counts(sid, query, dialect)  # noqa: E731
+                total = int(self._db.read(("counted", sid, query), built)[0][0])
+            else:
+                built = lambda: q.count_by_scan(sid, query, dialect)  # noqa: E731
+                total = int(self._db.read(("scanned", sid, query), built)[0][0])
+            self._counts.put(sid, ckey, int(version), total)
         return total
+
+    def _check_key(self, key: str | None) -> None:
+        if key is not None:
+            _judge_key(self._db.read(("key", key), lambda: select(key_check(key)))[0][0])
 
     def fold_counts(self) -> None:
         """Fold recorded count changes (counts.fold); the runner calls it every tick, imports when done."""
