@@ -88,7 +88,7 @@ def assert_exact(store: Store) -> None:
     assert kept_counts(store) == scanned_counts(store)
     for scope in (A, B):
         for query in queries():
-            _, total = store.tasks.list(scope, query)
+            _, total = store.pages.tasks(scope, query)
             everything = TaskQuery(filters=query.filters, tags=query.tags, limit=10**9)
             with store.db.engine.connect() as conn:
                 sid = store.scopes.id(conn, scope)

@@ -62,7 +62,7 @@ def task(
 
 def ids(store: Store, scope: Scope = A, query: TaskQuery | None = None) -> tuple[list[str], int]:
     """(ids of one page, total) for a query (default: everything, newest update first)."""
-    found, total = store.tasks.list(scope, query or TaskQuery(limit=50))
+    found, total = store.pages.tasks(scope, query or TaskQuery(limit=50))
     return [t.id for t in found], total
 
 
@@ -176,7 +176,7 @@ def test_store_task_round_trip(store: Store) -> None:
     assert store.tasks.put([full, bare]) == 2
     assert store.tasks.get(A, full.id) == full
     assert store.tasks.get(A, bare.id) == bare
-    page, total = store.tasks.list(A, TaskQuery(limit=50))
+    page, total = store.pages.tasks(A, TaskQuery(limit=50))
     assert (page, total) == ([full, bare], 2)  # equal update times: the larger id first
     assert store.tasks.get(A, "train-8") is None
     assert store.tasks.get(A, "not-an-id") is None
@@ -288,7 +288,7 @@ def test_store_query_text_matching(store: Store) -> None:
     store.tasks.put([task(i + 1, name=n) for i, n in enumerate(names)])
 
     def hits(query: TaskQuery) -> set[str]:
-        found, total = store.tasks.list(A, query)
+        found, total = store.pages.tasks(A, query)
         assert total == len(found)
         return {t.name for t in found}
 

@@ -29,6 +29,7 @@ from tione_server.netpolicy import address_policy
 from tione_server.offload import Offload
 from tione_server.ratelimit import LocalRateLimiter, RateLimiter
 from tione_server.replay import NonceStore
+from tione_server.requestlog import HANDLER_NAME
 from tione_server.runner import Lease, Runner, Sender
 from tione_server.scheduling import Scheduler, inventory_of
 from tione_server.service import TioneService
@@ -174,6 +175,7 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    logging.root.handlers[0].set_name(HANDLER_NAME)  # requestlog.py writes request lines to it directly
     # The format uses none of these, and gathering them is most of a record's cost, paid on every request at
     # `info` (the logging HOWTO's "Optimization": the caller's frame, thread, process and multiprocessing names).
     logging._srcfile = None

@@ -53,10 +53,12 @@ from tione_server.models import ApiKey
 from tione_server.offload import Offload
 from tione_server.ratelimit import RateLimiter
 from tione_server.replay import NonceStore
+from tione_server.requestlog import RequestLog
 from tione_server.store import Store
 from tione_server.store.keys import KeyWithdrawn
 
 log = logging.getLogger("tione_server.gateway")
+_request_log = RequestLog(log.name)
 
 Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -454,11 +456,10 @@ def _v1_claims(params: list[tuple[str, str]]) -> Claims:
 def _log_request(trace: Trace, request_id: str, started: float) -> None:
     seconds = time.perf_counter() - started
     record_request(trace.action, trace.code, seconds)
-    if log.isEnabledFor(logging.INFO):
-        log.info(
-            "request RequestId=%s uin=%s action=%s code=%s ms=%.1f",
-            request_id, trace.uin, trace.action or "-", trace.code, seconds * 1000,
-        )  # fmt: skip
+    _request_log.info(
+        f"request RequestId={request_id} uin={trace.uin} action={trace.action or '-'} code={trace.code} "
+        f"ms={seconds * 1000:.1f}"
+    )
 
 
 def _stopped(reason: str, settings: Settings) -> ApiError:

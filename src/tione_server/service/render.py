@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from tione_server.api.complete import complete, complete_member
 from tione_server.catalogue import Catalogue
 from tione_server.models import RUNTIME_STATUSES, Scope, Task
 from tione_server.service.detail import is_live, live_list_fields, task_runtime
+from tione_server.store.pages import Entry
 from tione_server.store.tasks import TASK_COLUMNS, task_of
 
 PRIVATE_VALUE = "******"
@@ -24,6 +26,8 @@ _SENTINEL = 987_654_321_987_654_321
 """A RuntimeInSeconds no task has: rendered in place of a running task's, then cut out of its bytes."""
 _encode = msgspec.json.Encoder().encode
 Row = tuple[Any, ...]
+Rendered = bytes | tuple[bytes, bytes, int]
+"""An item's bytes, or for a running task the bytes around its RuntimeInSeconds and the StartTime it counts from."""
 
 
 class RenderedItems:
@@ -31,23 +35,36 @@ class RenderedItems:
 
     Decoding a row's document and completing and encoding its item was most of a list request's cost, and all
     of it follows from the row, the catalogue and the time offset, which a service holds fixed. So the bytes are
-    kept, keyed by the whole row: any write to the task is a new row and misses. The one field that changes
-    without a write, RuntimeInSeconds of a task running here, is computed per request between the two halves.
+    kept, keyed by the row's stamp (store/pages.py): any write to the task is a new stamp and misses. The one field
+    that changes without a write, RuntimeInSeconds of a task running here, is computed per request between the two
+    halves.
     """
 
     def __init__(self, catalogue: Catalogue, offset_hours: int, size: int = ITEM_CACHE_SIZE) -> None:
         self._catalogue = catalogue
         self._offset = offset_hours
         self._size = size
-        self._kept: dict[Row, bytes | tuple[bytes, bytes, int]] = {}
+        self._kept: dict[int, tuple[Hashable, Rendered]] = {}
+        """By task number, with the stamp of the row it was rendered from (store/pages.py): on SQLite the row
+        itself, whose comparison is a few pointer checks and one memcmp of the document."""
 
-    def render(self, rows: list[Row], scope: Scope, now: float) -> list[msgspec.Raw]:
-        """The encoded TrainingTaskSetItem of each row, as msgspec places it into the reply unchanged."""
+    def has(self, num: int, stamp: Hashable) -> bool:
+        """Whether this version of the task's row is kept rendered (the store then need not read it whole)."""
+        found = self._kept.get(num)
+        return found is not None and found[0] == stamp
+
+    def render(self, entries: list[Entry], scope: Scope, now: float) -> list[msgspec.Raw] | None:
+        """The encoded TrainingTaskSetItem of each entry, as msgspec places it into the reply unchanged; None when
+        an entry read without its row (`has` said it was kept) has been dropped since, by a concurrent miss."""
         out = []
-        for row in rows:
-            kept = self._kept.get(row)
-            if kept is None:
-                kept = self._keep(row, scope, now)
+        for num, stamp, row in entries:
+            found = self._kept.get(num)
+            if found is not None and found[0] == stamp:
+                kept = found[1]
+            elif row is not None:
+                kept = self._keep(num, stamp, row, scope, now)
+            else:
+                return None
             if isinstance(kept, bytes):
                 out.append(msgspec.Raw(kept))
             else:
@@ -55,10 +72,10 @@ class RenderedItems:
                 out.append(msgspec.Raw(b"%b%d%b" % (head, max(0, int(now) - start), tail)))
         return out
 
-    def _keep(self, row: Row, scope: Scope, now: float) -> bytes | tuple[bytes, bytes, int]:
+    def _keep(self, num: int, stamp: Hashable, row: Row, scope: Scope, now: float) -> Rendered:
         task = task_of(dict(zip(TASK_COLUMNS, row, strict=True)), scope)
         item = list_item(task, now, self._offset, self._catalogue)
-        kept: bytes | tuple[bytes, bytes, int]
+        kept: Rendered
         if is_live(task) and task.status in RUNTIME_STATUSES and task.start_time is not None:
             # task_runtime counts on from StartTime for these alone (models.runtime_seconds)
             head, found, tail = _encode(msgspec.structs.replace(item, RuntimeInSeconds=_SENTINEL)).partition(
@@ -70,7 +87,7 @@ class RenderedItems:
             kept = _encode(item)
         if len(self._kept) >= self._size:
             self._evict()
-        self._kept[row] = kept
+        self._kept[num] = (stamp, kept)
         return kept
 
     def _evict(self) -> None:

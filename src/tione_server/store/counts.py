@@ -158,6 +158,11 @@ class CountCache:
             self._entries.move_to_end((scope_id, key))
             return entry[1]
 
+    def latest(self, scope_id: int, key: Hashable) -> int | None:
+        """The last count remembered for this query, whatever its version: a guess, never an answer."""
+        entry = self._entries.get((scope_id, key))
+        return None if entry is None else entry[1]
+
     def put(self, scope_id: int, key: Hashable, version: int, count: int) -> None:
         """Remember a count computed at `version`."""
         with self._lock:

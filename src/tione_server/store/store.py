@@ -1,7 +1,7 @@
 """The Store: every persistent concept of the service over one database (SQLite file or PostgreSQL).
 
 A facade that only holds the concept objects; each owns its tables and SQL and shares the `Database` (engines,
-transactions, schema). Callers name the concept: `store.keys.get(...)`, `store.tasks.list(...)`,
+transactions, schema). Callers name the concept: `store.keys.get(...)`, `store.pages.tasks(...)`,
 `store.runs.transition(...)` (issue 8 item 5).
 """
 
@@ -13,6 +13,7 @@ from tione_server.store.keys import Keys
 from tione_server.store.leases import Leases
 from tione_server.store.lifecycle import Lifecycle
 from tione_server.store.nonces import Nonces
+from tione_server.store.pages import Pages
 from tione_server.store.runs import Runs
 from tione_server.store.scopes import Scopes
 from tione_server.store.secrets import Secrets
@@ -30,7 +31,9 @@ class Store:
         self.keys = Keys(self.db)
         """API keys."""
         self.tasks = Tasks(self.db, self.scopes)
-        """Task rows: import, lookup, list pages and counts."""
+        """Task rows: import and lookup."""
+        self.pages = Pages(self.db, self.scopes)
+        """The list's reads: a page, its exact TotalCount, the signing key's check (issue 12)."""
         self.lifecycle = Lifecycle(self.db, self.scopes, self.tasks)
         """Create, Start, Stop and Delete of a task."""
         self.runs = Runs(self.db, self.scopes)

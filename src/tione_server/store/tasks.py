@@ -2,7 +2,8 @@
 
 The one mapping between a Task and its `tasks` row (`task_row`, `task_of`) lives here, and so does the one
 lookup of a scope's task by Id (`Tasks.find`), which the lifecycle requests use inside their transactions.
-Lifecycle writes are in store/lifecycle.py; the filters and counts as SQL in store/query.py and store/counts.py.
+Lifecycle writes are in store/lifecycle.py; the list's reads in store/pages.py; the filters and counts as SQL in
+store/query.py and store/counts.py.
 """
 
 from __future__ import annotations
@@ -12,24 +13,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, Select, Table, delete, func, null, select, update
+from sqlalchemy import Connection, RowMapping, Table, delete, select, update
 
-from tione_server.models import Scope, Task, TaskQuery
+from tione_server.models import Scope, Task
 from tione_server.store import counts
-from tione_server.store import query as q
 from tione_server.store.database import Database
-from tione_server.store.keys import KeyWithdrawn, key_check
-from tione_server.store.schema import UNSET_TIME, count_deltas, runs, scopes, task_tags, tasks
+from tione_server.store.schema import UNSET_TIME, runs, scopes, task_tags, tasks
 from tione_server.store.scopes import Scopes
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder(dict[str, Any]).decode
 BATCH = 2000
 TASK_COLUMNS = tuple(c.name for c in tasks.c)
-TaskPage = tuple[list[Task], int]
-"""One page of tasks and the number of all matches."""
-RowPage = tuple[list[tuple[Any, ...]], int]
-"""One page of `tasks` rows (columns in TASK_COLUMNS order) and the number of all matches."""
 
 
 class IdElsewhere(Exception):
@@ -90,20 +85,6 @@ def task_of(m: Mapping[str, Any] | RowMapping, scope: Scope) -> Task:
     )
 
 
-def _version(sid: int, key: str | None) -> Select[tuple[int, Any]]:
-    """The scope's version (the number of changes ever recorded for it, folded or not: counts.py) and, when
-    `key` is given, `key_check` of it, in one statement."""
-    deltas = select(func.count()).select_from(count_deltas).where(count_deltas.c.scope_id == sid).scalar_subquery()
-    check = key_check(key) if key is not None else null()
-    return select(scopes.c.gen + deltas, check).where(scopes.c.id == sid)
-
-
-def _judge_key(state: Any) -> None:
-    """`key_check`'s value: NULL (no such key) or true (revoked) withdraw the key."""
-    if state is None or state:
-        raise KeyWithdrawn()
-
-
 def patch_doc(conn: Connection, task_num: int, patch: dict[str, Any]) -> None:
     """Merge `patch` into the task's stored wire fields (`doc`), in the caller's transaction."""
     raw = conn.execute(select(tasks.c.doc).where(tasks.c.num == task_num)).scalar()
@@ -140,7 +121,6 @@ class Tasks:
     def __init__(self, db: Database, scopes: Scopes) -> None:
         self._db = db
         self._scopes = scopes
-        self._counts = counts.CountCache()
         self._insert_task_sql = _positional_insert(db, tasks)
         self._insert_tag_sql = _positional_insert(db, task_tags)
 
@@ -158,51 +138,6 @@ class Tasks:
         """The scope's task with this Id, or None."""
         with self._db.engine.connect() as conn:
             return self.find(conn, scope, task_id)
-
-    def list(self, scope: Scope, query: TaskQuery) -> TaskPage:
-        """One page of the scope's tasks matching the query, and the number of all matches."""
-        rows, total = self.page(scope, query)
-        return [task_of(dict(zip(TASK_COLUMNS, r, strict=True)), scope) for r in rows], total
-
-    def page(self, scope: Scope, query: TaskQuery, *, key: str | None = None) -> RowPage:
-        """`list` as raw rows, read on this thread's reader connection (the list's hot path, issue 12).
-
-        `key`: a SecretId the gateway took from its cache; the same reads check that it is still valid (not
-        revoked, not deleted) and raise KeyWithdrawn when not, so a revocation counts from the next request.
-        """
-        sid = self._scopes.read_id(scope)
-        if sid is None:  # no task was ever stored for the scope
-            self._check_key(key)
-            return [], 0
-        total = self._count(sid, query, key)
-        if query.offset >= total:
-            return [], total
-        return self._db.read(("page", sid, query), lambda: q.page(sid, query, self._db.dialect)), total
-
-    def _count(self, sid: int, query: TaskQuery, key: str | None) -> int:
-        """Exact TotalCount, remembered per scope version (counts.py): the version is one cheap statement, and
-        only a scope that changed since is counted again, from task_counts when it can answer, else by scanning.
-        The version's statement also checks `key` (`page`)."""
-        version, state = self._db.read(("version", sid, key), lambda: _version(sid, key))[0]
-        if key is not None:
-            _judge_key(state)
-        dialect = self._db.dialect
-        ckey = (query.filters, query.tags)
-        total = self._counts.get(sid, ckey, int(version))
-        if total is None:
-            # The version was read first: the count is at least as new, so it is never served for a later one.
-            if q.countable(query):
-                built = lambda: q.count_from_counts(sid, query, dialect)  # noqa: E731
-                total = int(self._db.read(("counted", sid, query), built)[0][0])
-            else:
-                built = lambda: q.count_by_scan(sid, query, dialect)  # noqa: E731
-                total = int(self._db.read(("scanned", sid, query), built)[0][0])
-            self._counts.put(sid, ckey, int(version), total)
-        return total
-
-    def _check_key(self, key: str | None) -> None:
-        if key is not None:
-            _judge_key(self._db.read(("key", key), lambda: select(key_check(key)))[0][0])
 
     def fold_counts(self) -> None:
         """Fold recorded count changes (counts.fold); the runner calls it every tick, imports when done."""

@@ -1,0 +1,156 @@
+"""The list's hot read (issue 12): one page of a scope's tasks, its exact TotalCount, and the signing key's check,
+in as few statements as the database allows.
+
+- The scope's version (counts.py) and the key check are one statement; TotalCount is remembered per version
+  (counts.CountCache), so only a scope that changed since is counted again.
+- On PostgreSQL, when the page is known to lie inside the matches (an earlier count of the same query says so), the
+  page is read in that same statement: one round trip per request. A deep Offset past the last match is never
+  scanned for. (SQLite, in process, runs the two statements faster than their join.)
+- Each page row comes with a *stamp* that changes whenever the row does: the row itself on SQLite (reading it
+  there is cheap), its `xmin` on PostgreSQL, where every committed version of a row has its own. The caller says
+  which (number, stamp) it already keeps rendered; only the other rows are read whole, by number (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, Select, func, literal_column, null, select, true
+
+from tione_server.models import Scope, Task, TaskQuery
+from tione_server.store import query as q
+from tione_server.store.counts import CountCache
+from tione_server.store.database import Database
+from tione_server.store.keys import KeyWithdrawn, key_check
+from tione_server.store.schema import count_deltas, scopes, tasks
+from tione_server.store.scopes import Scopes
+from tione_server.store.tasks import TASK_COLUMNS, task_of
+
+Row = tuple[Any, ...]
+_NUM = TASK_COLUMNS.index("num")
+_XMIN = "xmin::text"
+"""PostgreSQL's row version as text (psycopg has no loader for `xid`)."""
+_PG_ROWS = f"SELECT {', '.join(TASK_COLUMNS)}, {_XMIN} FROM tasks WHERE scope_id = %s AND num = ANY(%s)"
+
+
+class Entry(NamedTuple):
+    """One task of a page."""
+
+    num: int
+    stamp: Hashable
+    """Changes whenever the row does: compare with `==` to know a kept rendering is still the row's."""
+    row: Row | None
+    """The `tasks` row (TASK_COLUMNS order); None when the caller said it keeps this (num, stamp)."""
+
+
+Have = Callable[[int, Hashable], bool]
+
+
+class Pages:
+    """Reads pages on this thread's reader connection (Database.read)."""
+
+    def __init__(self, db: Database, scopes: Scopes) -> None:
+        self._db = db
+        self._scopes = scopes
+        self._counts = CountCache()
+        self._pg = db.dialect == "postgresql"
+
+    def tasks(self, scope: Scope, query: TaskQuery) -> tuple[list[Task], int]:
+        """One page of the scope's tasks matching the query, and the number of all matches."""
+        entries, total = self.read(scope, query)
+        return [task_of(dict(zip(TASK_COLUMNS, e.row, strict=True)), scope) for e in entries if e.row], total
+
+    def read(
+        self, scope: Scope, query: TaskQuery, *, key: str | None = None, have: Have | None = None
+    ) -> tuple[list[Entry], int]:
+        """The page's entries in order and the number of all matches.
+
+        `key`: a SecretId taken from a cache; the same statement checks it is still valid and raises KeyWithdrawn
+        when not. `have(num, stamp)`: whether the caller keeps what it needs of that version of a row.
+        """
+        sid = self._scopes.read_id(scope)
+        if sid is None:  # no task was ever stored for the scope
+            if key is not None:
+                _judge(self._db.read(("key", key), lambda: select(key_check(key)))[0][0])
+            return [], 0
+        known = self._counts.latest(sid, (query.filters, query.tags)) if self._pg else None
+        together = known is not None and query.offset < known  # SQLite runs two statements faster than the join
+        built = (lambda: self._with_page(sid, query, key)) if together else (lambda: _version(sid, key))
+        found = self._db.read(("page+" if together else "version", sid, query if together else None, key), built)
+        version, state = found[0][0], found[0][1]
+        if key is not None:
+            _judge(state)
+        total = self._total(sid, query, int(version))
+        if query.offset >= total:
+            return [], total
+        if not together:
+            found = self._db.read(("stamps", sid, query), lambda: self._with_page(sid, query, None))
+        stamped = [r[2:] for r in found if r[2] is not None]
+        return self._entries(sid, stamped, have), total
+
+    def _total(self, sid: int, query: TaskQuery, version: int) -> int:
+        """Exact TotalCount at `version`: remembered, else counted (from task_counts when it can, else by
+        scanning) and remembered. The version was read first, so a count is never served for a later one."""
+        ckey = (query.filters, query.tags)
+        total = self._counts.get(sid, ckey, version)
+        if total is None:
+            dialect = self._db.dialect
+            if q.countable(query):
+                total = int(
+                    self._db.read(("counted", sid, query), lambda: q.count_from_counts(sid, query, dialect))[0][0]
+                )
+            else:
+                total = int(self._db.read(("scanned", sid, query), lambda: q.count_by_scan(sid, query, dialect))[0][0])
+            self._counts.put(sid, ckey, version, total)
+        return total
+
+    def _with_page(self, sid: int, query: TaskQuery, key: str | None) -> Select[Any]:
+        """The version (and key check) with the page's stamped rows beside it, one row per task, in page order;
+        a page with no task gives one row whose task columns are NULL."""
+        v = _version(sid, key).subquery("v")
+        stamp = [literal_column(f"tasks.{_XMIN}").label("stamp"), tasks.c.num] if self._pg else list(tasks.c)
+        order = tasks.c[query.order_by].label("sort_key")
+        p = (
+            select(*stamp, order)
+            .where(q.where(sid, query, self._db.dialect))
+            .order_by(*q.order(query))
+            .limit(query.limit)
+            .offset(min(query.offset, q.MAX_OFFSET))
+            .subquery("p")
+        )
+        keys = [p.c.sort_key.desc(), p.c.num.desc()] if query.descending else [p.c.sort_key.asc(), p.c.num.asc()]
+        columns = [p.c.stamp, p.c.num] if self._pg else [p.c[c] for c in TASK_COLUMNS]
+        return select(v.c.version, v.c.state, *columns).select_from(v.outerjoin(p, true())).order_by(*keys)
+
+    def _entries(self, sid: int, stamped: Sequence[Row], have: Have | None) -> list[Entry]:
+        if not self._pg:
+            return [Entry(r[_NUM], r, r) for r in stamped]
+        entries = [Entry(num, stamp, None) for stamp, num in stamped]
+        wanted = {e.num for e in entries if have is None or not have(e.num, e.stamp)}
+        if not wanted:
+            return entries
+        # Read later than the stamps: a row may have changed since (it is then shown as it is now, under its
+        # new stamp) or gone (it is left out, as a list read a moment later would).
+        rows = {r[_NUM]: r for r in self._db.readers.fetch(_PG_ROWS, (sid, list(wanted)))}
+        out = []
+        for e in entries:
+            if e.num not in wanted:
+                out.append(e)
+            elif (r := rows.get(e.num)) is not None:
+                out.append(Entry(e.num, r[-1], r[:-1]))
+        return out
+
+
+def _version(sid: int, key: str | None) -> Select[Any]:
+    """The scope's version (the number of changes ever recorded for it, folded or not: counts.py) and, when
+    `key` is given, its `key_check`, in one statement."""
+    deltas = select(func.count()).select_from(count_deltas).where(count_deltas.c.scope_id == sid).scalar_subquery()
+    check: ColumnElement[Any] = key_check(key) if key is not None else null()
+    return select((scopes.c.gen + deltas).label("version"), check.label("state")).where(scopes.c.id == sid)
+
+
+def _judge(state: Any) -> None:
+    """`key_check`'s value: NULL (no such key) or true (revoked) withdraw the key."""
+    if state is None or state:
+        raise KeyWithdrawn()
