@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -19,6 +20,7 @@ from tione_server.api._generated import DescribeTrainingTasksRequest, DescribeTr
 from tione_server.context import RequestContext
 from tione_server.importer import import_file
 from tione_server.models import Scope, TaskQuery
+from tione_server.service import TioneService
 from tione_server.service.render import RenderedItems, list_item
 from tione_server.store.tasks import patch_doc
 
@@ -86,7 +88,7 @@ def test_reply_bytes_equal_a_fresh_rendering(h: Harness, tmp_path: Path) -> None
         got = codec.encode_response(h.service.describe_training_tasks(_ctx(h), _request()), "r")
         tasks, total = h.store.pages.tasks(_scope(h), TaskQuery(limit=50))
         offset = h.settings.time_offset_hours
-        fresh = [list_item(t, h.clock(), offset, h.service.catalogue) for t in tasks]
+        fresh = [list_item(t, h.clock(), offset, _service(h).catalogue) for t in tasks]
         want = codec.encode_response(DescribeTrainingTasksResponse(TrainingTaskSet=fresh, TotalCount=total), "r")
         assert got == want
         assert total == len(IMPORTED) + 2
@@ -94,15 +96,19 @@ def test_reply_bytes_equal_a_fresh_rendering(h: Harness, tmp_path: Path) -> None
 
 def test_a_kept_item_dropped_meanwhile_is_read_again(h: Harness) -> None:
     ids = [_running(h, f"evicted-{i}") for i in range(3)]
-    items = RenderedItems(h.service.catalogue, h.settings.time_offset_hours, size=1)
+    items = RenderedItems(_service(h).catalogue, h.settings.time_offset_hours, size=1)
     entries, _ = h.store.pages.read(_scope(h), TaskQuery(limit=50))
     assert items.render(entries, _scope(h), h.clock()) is not None  # renders all three, keeps only the last
     stale, _ = h.store.pages.read(_scope(h), TaskQuery(limit=50), have=lambda num, stamp: True)
     if any(e.row is None for e in stale):  # PostgreSQL reads only stamps when told the items are kept
         assert items.render(stale, _scope(h), h.clock()) is None
-    h.service.items = items
+    _service(h).items = items
     listed = h.call("DescribeTrainingTasks", {"Limit": 50})["TrainingTaskSet"]
     assert sorted(i["Id"] for i in listed) == sorted(ids)
+
+
+def _service(h: Harness) -> TioneService:
+    return cast(TioneService, h.service)
 
 
 def _ctx(h: Harness) -> RequestContext:
