@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +18,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from tione_server import signing
+from tione_server import ids, signing
 from tione_server.api import codec
 from tione_server.api._generated import SERVICE, VERSION, Action
 from tione_server.api.extensions import SERVED_ACTIONS, ServedApi, implemented
@@ -160,7 +159,7 @@ class Gateway:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         query = scope["query_string"].decode("latin-1")
-        request_id = str(uuid.uuid4())
+        request_id = ids.request_id()
         language = headers.get("x-tc-language", "")
         timeout = self.settings.read_timeout
         # One INFO line per request (issue 7 F16) and its metrics (issue 10 item 10).

@@ -8,6 +8,7 @@ caller), and ordered by creation time across processes to the millisecond. With 
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 import threading
@@ -51,3 +52,16 @@ def task_id(num: int) -> str:
 def run_id(task: str) -> str:
     """`<task id>-` + 12 lowercase alphanumerics, e.g. `train-1329791605108055040-a3vq1whfx24g`."""
     return f"{task}-" + "".join(secrets.choice(_LOWER_ALNUM) for _ in range(12))
+
+
+def request_id() -> str:
+    """A random (version 4) UUID as text, the form of every reply's RequestId (api3-protocol §5.1).
+
+    The same 122 random bits as `str(uuid.uuid4())`, formatted without a UUID object: a third of the cost, on
+    every request."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = "89ab"
+"""The RFC 4122 variant's first hex digit: binary 10xx."""

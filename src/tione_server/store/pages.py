@@ -84,9 +84,10 @@ class Pages:
         total = self._total(sid, query, int(version))
         if query.offset >= total:
             return [], total
-        if not together:
-            found = self._db.read(("stamps", sid, query), lambda: self._with_page(sid, query, None))
-        stamped = [r[2:] for r in found if r[2] is not None]
+        if together:
+            stamped = [r[2:] for r in found if r[2] is not None]
+        else:
+            stamped = self._db.read(("stamps", sid, query), lambda: self._stamps(sid, query))
         return self._entries(sid, stamped, have), total
 
     def _total(self, sid: int, query: TaskQuery, version: int) -> int:
@@ -105,28 +106,32 @@ class Pages:
             self._counts.put(sid, ckey, version, total)
         return total
 
-    def _with_page(self, sid: int, query: TaskQuery, key: str | None) -> Select[Any]:
-        """The version (and key check) with the page's stamped rows beside it, one row per task, in page order;
-        a page with no task gives one row whose task columns are NULL."""
-        v = _version(sid, key).subquery("v")
-        stamp = [literal_column(f"tasks.{_XMIN}").label("stamp"), tasks.c.num] if self._pg else list(tasks.c)
-        order = tasks.c[query.order_by].label("sort_key")
-        p = (
-            select(*stamp, order)
+    def _stamps(self, sid: int, query: TaskQuery) -> Select[Any]:
+        """The page's stamped rows in page order: (stamp, num) on PostgreSQL, whole rows on SQLite."""
+        if not self._pg:
+            return q.page(sid, query, self._db.dialect)
+        return (
+            select(
+                literal_column(f"tasks.{_XMIN}").label("stamp"), tasks.c.num, tasks.c[query.order_by].label("sort_key")
+            )
             .where(q.where(sid, query, self._db.dialect))
             .order_by(*q.order(query))
             .limit(query.limit)
             .offset(min(query.offset, q.MAX_OFFSET))
-            .subquery("p")
         )
+
+    def _with_page(self, sid: int, query: TaskQuery, key: str | None) -> Select[Any]:
+        """PostgreSQL: the version (and key check) with the page's (stamp, num) beside it, one row per task, in
+        page order; a page with no task gives one row whose task columns are NULL."""
+        v = _version(sid, key).subquery("v")
+        p = self._stamps(sid, query).subquery("p")
         keys = [p.c.sort_key.desc(), p.c.num.desc()] if query.descending else [p.c.sort_key.asc(), p.c.num.asc()]
-        columns = [p.c.stamp, p.c.num] if self._pg else [p.c[c] for c in TASK_COLUMNS]
-        return select(v.c.version, v.c.state, *columns).select_from(v.outerjoin(p, true())).order_by(*keys)
+        return select(v.c.version, v.c.state, p.c.stamp, p.c.num).select_from(v.outerjoin(p, true())).order_by(*keys)
 
     def _entries(self, sid: int, stamped: Sequence[Row], have: Have | None) -> list[Entry]:
         if not self._pg:
             return [Entry(r[_NUM], r, r) for r in stamped]
-        entries = [Entry(num, stamp, None) for stamp, num in stamped]
+        entries = [Entry(num, stamp, None) for stamp, num, *_ in stamped]
         wanted = {e.num for e in entries if have is None or not have(e.num, e.stamp)}
         if not wanted:
             return entries
