@@ -9,6 +9,7 @@ off the event loop (issue 8 item 2); only the list, which only reads, stays on i
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -405,9 +406,15 @@ def _tc3_authorization(h: dict[str, str], auth_header: str, timestamp: str) -> t
         raise InvalidAuthorization(str(err)) from None
     if not signing.tc3_service_accepted(auth.service, h.get("host", ""), SERVICE):
         raise InvalidAuthorization("`Service` in Credential not valid")
-    if auth.date != datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d"):
+    if auth.date != _utc_date(int(timestamp) // 86400):
         raise SignatureFailure("The date in `Credential` is not the UTC date of `X-TC-Timestamp`.")
     return auth.secret_id, auth
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_date(day: int) -> str:
+    """`YYYY-MM-DD` of a day number (Unix seconds // 86400): the scope date a timestamp of that day signs."""
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
 
 
 def _check_signature(request: Request, signed: Signed) -> None:
