@@ -65,6 +65,8 @@ class _Connection(asyncio.Protocol):
         self.end_at = -1
         self.ok = True
         self.reopen = False
+        self.reopening: asyncio.Task[None] | None = None
+        """The task opening the next connection (held so that it is not collected while it runs)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -74,7 +76,7 @@ class _Connection(asyncio.Protocol):
         if self.reopen and time.perf_counter() < self.stop:
             self.reopen = False
             self.connect_at = time.perf_counter()
-            asyncio.get_running_loop().create_task(self._connect_again())
+            self.reopening = asyncio.get_running_loop().create_task(self._connect_again())
         elif not self.closed.done():
             self.closed.set_result(None)
 
