@@ -108,7 +108,9 @@ def _running(
 ) -> Iterator[Running]:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}-{port}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    # This tree's sources first: a venv shared by several checkouts would otherwise serve another tree's code.
+    paths = [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     env.update(env_extra or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
