@@ -1,8 +1,9 @@
 """`python -m bench`: run the benchmark and print its markdown table.
 
-`--quick` (default: 1k and 100k tasks) for everyday runs, `--full` (1k, 100k, 1M) for the closing note.
+`--quick` (default: 1k and 100k tasks) for everyday runs, `--full` (1k, 100k, 1M) for the closing note;
+throughput is loaded at the largest size, with one worker and two, and compared with moto at 2,000 tasks.
 Datasets and databases are cached under `var/bench/` (gitignored); the raw results of each run are kept
-there as JSON next to the table.
+there as JSON next to the tables.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from bench.run import Config, log, run
 
 QUICK = [1_000, 100_000]
 FULL = [1_000, 100_000, 1_000_000]
-LOAD_SIZE = 100_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,9 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=300)
     p.add_argument("--connections", type=int, default=16, help="Concurrent connections of the load test.")
     p.add_argument("--load-seconds", type=float, default=10.0, help="Measured seconds of each load test.")
-    p.add_argument("--workers", default="1", help="Comma-separated worker counts to load, e.g. 1,2.")
-    p.add_argument("--load-size", help="Size to load (default 100k, else the largest size below it).")
-    p.add_argument("--no-load", action="store_true", help="Skip the throughput measurement.")
+    p.add_argument("--workers", default="1,2", help="Comma-separated worker counts to load (default 1,2).")
+    p.add_argument("--load-size", help="Size to load (default: the largest size measured).")
+    p.add_argument("--no-load", action="store_true", help="Skip the throughput measurements (moto's too).")
+    p.add_argument("--no-moto", action="store_true", help="Skip the comparison with moto.")
     return p
 
 
@@ -62,8 +63,7 @@ def _load_size(args: argparse.Namespace, sizes: list[int]) -> int | None:
         if wanted not in sizes:
             raise SystemExit(f"--load-size {args.load_size} is not among the sizes measured")
         return wanted
-    below = [s for s in sizes if s <= LOAD_SIZE]
-    return max(below) if below else min(sizes)
+    return max(sizes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         load_warmup=1.0,
         workers=[int(w) for w in args.workers.split(",")],
         load_size=_load_size(args, sizes),
+        moto=not args.no_moto,
     )
     log(f"benchmark {mode}: sizes {', '.join(size_label(s) for s in sizes)}; backends {', '.join(config.backends)}")
     result = run(config)

@@ -19,7 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from bench.dataset import Dataset, DatasetFile
+from bench.dataset import MAIN, Dataset, DatasetFile
+from bench.signer import Credentials
 from tione_server.config import Settings
 from tione_server.importer import import_file
 from tione_server.store import Store
@@ -164,6 +165,16 @@ def prepare(
     )
     sidecar.write_text(json.dumps(asdict(database), indent=1))
     return database
+
+
+def new_key(db: Database) -> Credentials:
+    """A fresh API key of the measured account (bench/dataset.py MAIN) in this database."""
+    store = Store(db.url)
+    try:
+        key = store.keys.create(uin=MAIN.uin, app_id=MAIN.app_id, sub_uin=MAIN.uin)
+    finally:
+        store.close()
+    return Credentials(key.secret_id, key.secret_key)
 
 
 def _drop_stale(backend: str, root: Path, postgres_url: str, prefix: str) -> None:

@@ -3,14 +3,17 @@ requests back to back for a fixed time, counting replies per second.
 
 It must never be the bottleneck, so it is lean: raw HTTP/1.1 bytes built beforehand (bench/signer.py),
 asyncio protocols on uvloop when available, one request in flight per connection, replies parsed only
-far enough to find their end and whether they are errors. It reports its own CPU share; near 100%
-means the figure measures the generator, not the server. `run()` starts it as `python -m bench.load`.
+far enough to find their end and whether they are errors. A server that closes every connection after its
+reply (`Connection: close`, as moto's werkzeug server does) gets a new connection for the next request, its
+connect time counted in that request's latency, as any client would pay it. It reports its own CPU share;
+near 100% means the figure measures the generator, not the server. `run()` starts it as `python -m bench.load`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import subprocess
 import sys
@@ -42,7 +45,13 @@ class LoadResult:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, requests: list[bytes], window: tuple[float, float], stats: dict[str, Any]) -> None:
+    """One client slot: a request in flight at a time, over one connection or, where the server closes each
+    one after its reply, over a new connection per request (the protocol object is reused for each)."""
+
+    def __init__(
+        self, address: tuple[str, int], requests: list[bytes], window: tuple[float, float], stats: dict[str, Any]
+    ) -> None:
+        self.address = address
         self.requests = requests
         self.start, self.stop = window
         self.stats = stats
@@ -51,17 +60,32 @@ class _Connection(asyncio.Protocol):
         self.buf = bytearray()
         self.index = 0
         self.sent_at = 0.0
+        self.connect_at: float | None = None
         self.body_at = -1
         self.end_at = -1
         self.ok = True
+        self.reopen = False
+        self.reopening: asyncio.Task[None] | None = None
+        """The task opening the next connection (held so that it is not collected while it runs)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self._send()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
+        if self.reopen and time.perf_counter() < self.stop:
+            self.reopen = False
+            self.connect_at = time.perf_counter()
+            self.reopening = asyncio.get_running_loop().create_task(self._connect_again())
+        elif not self.closed.done():
             self.closed.set_result(None)
+
+    async def _connect_again(self) -> None:
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: self, *self.address)
+        except OSError as err:
+            if not self.closed.done():
+                self.closed.set_exception(err)
 
     def _send(self) -> None:
         assert self.transport is not None
@@ -69,7 +93,8 @@ class _Connection(asyncio.Protocol):
         if now >= self.stop:
             self.transport.close()
             return
-        self.sent_at = now
+        self.sent_at = now if self.connect_at is None else self.connect_at
+        self.connect_at = None
         self.buf.clear()
         self.body_at = self.end_at = -1
         self.transport.write(self.requests[self.index % len(self.requests)])
@@ -90,6 +115,7 @@ class _Connection(asyncio.Protocol):
             self.body_at = head_end + 4
             self.end_at = self.body_at + length
             self.ok = head.startswith(b"http/1.1 200")
+            self.reopen = b"\r\nconnection: close" in head
         if len(self.buf) < self.end_at:
             return
         done = time.perf_counter()
@@ -98,6 +124,10 @@ class _Connection(asyncio.Protocol):
             if not self.ok or self.buf.startswith(ERROR_PREFIX, self.body_at):
                 self.stats["errors"] += 1
             self.stats["latencies"].append(done - self.sent_at)
+        if self.reopen:
+            assert self.transport is not None
+            self.transport.close()  # connection_lost opens the next one
+            return
         self._send()
 
 
@@ -110,8 +140,10 @@ async def _drive(
     window = (now + warmup, now + warmup + duration)
     protocols: list[_Connection] = []
     for i in range(connections):  # round-robin over the ports: replicas behind one balancer (bench/replicas.py)
-        port = ports[i % len(ports)]
-        _, protocol = await loop.create_connection(lambda: _Connection(requests, window, stats), host, port)
+        address = (host, ports[i % len(ports)])
+        _, protocol = await loop.create_connection(
+            functools.partial(_Connection, address, requests, window, stats), *address
+        )
         protocols.append(protocol)
     await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
     cpu0 = time.process_time()

@@ -1,11 +1,14 @@
-"""Servers the benchmark runs as subprocesses: `tione-server serve` and the constant-reply floor.
+"""Servers the benchmark runs as subprocesses: `tione-server serve`, the constant-reply floor, moto's server,
+and the first two under granian instead of uvicorn.
 
-Both run under uvicorn the same way, on a free loopback port, with their output in a log file. Peak
-memory is read from /proc (VmHWM) over the process and its children (the workers of `--workers N`).
+Each runs on a free loopback port, with its output in a log file. Peak memory is read from /proc (VmHWM)
+over the process and its children (the workers of `--workers N`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TIONE_SERVER = Path(sys.executable).parent / "tione-server"
+GRANIAN = Path(sys.executable).parent / "granian"
 
 
 def free_port() -> int:
@@ -99,10 +103,15 @@ def _wait_for_port(run: Running, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def _running(name: str, args: list[str], port: int, workdir: Path) -> Iterator[Running]:
+def _running(
+    name: str, args: list[str], port: int, workdir: Path, env_extra: dict[str, str] | None = None
+) -> Iterator[Running]:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}-{port}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    # This tree's sources first: a venv shared by several checkouts would otherwise serve another tree's code.
+    paths = [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    env.update(env_extra or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
     run = Running(name=name, port=port, process=process, log_path=log_path)
@@ -131,3 +140,39 @@ def floor_server(body_path: Path, workdir: Path, workers: int = 1) -> AbstractCo
     args = [sys.executable, "-m", "bench.floor", "--port", str(port), "--body", str(body_path)]
     args += ["--workers", str(workers)]
     return _running("floor", args, port, workdir)
+
+
+def moto_server(workdir: Path) -> AbstractContextManager[Running]:
+    """moto's own server (werkzeug, threaded), its access log off as ours is (bench/moto.py `serve`)."""
+    port = free_port()
+    return _running("moto", [sys.executable, "-m", "bench.moto", "serve", "--port", str(port)], port, workdir)
+
+
+def _granian(name: str, target: str, port: int, workdir: Path, env: dict[str, str]) -> AbstractContextManager[Running]:
+    """granian serving an ASGI app factory: one worker, HTTP/1.1 on uvloop, as uvicorn runs it."""
+    args = [str(GRANIAN), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    args += ["--http", "1", "--loop", "uvloop", "--no-ws", "--log-level", "warning", "--no-access-log"]
+    return _running(name, [*args, "--factory", target], port, workdir, env)
+
+
+def granian_tione_server(database_url: str, workdir: Path) -> AbstractContextManager[Running]:
+    """The app `tione-server serve` builds, under granian: the Settings serve would make from these options
+    (data directory in the working directory, as serve's default), handed to tione_server.app.app_from_env
+    as serve hands them to its `--workers N` workers."""
+    from tione_server.app import SETTINGS_ENV
+    from tione_server.config import Settings
+
+    port = free_port()
+    settings = Settings.from_env(
+        database_url=database_url, host="127.0.0.1", port=port, rate_limit=0, data_dir=str(workdir / "tione-data")
+    )
+    env = {SETTINGS_ENV: json.dumps(dataclasses.asdict(settings))}
+    return _granian("granian-tione-server", "tione_server.app:app_from_env", port, workdir, env)
+
+
+def granian_floor_server(body_path: Path, workdir: Path) -> AbstractContextManager[Running]:
+    """bench/floor.py's constant reply under granian."""
+    from bench.floor import BODY_ENV
+
+    port = free_port()
+    return _granian("granian-floor", "bench.floor:app_from_env", port, workdir, {BODY_ENV: str(body_path.resolve())})

@@ -1,6 +1,8 @@
 """One benchmark run, top to bottom: for each backend and size, build (or reuse) the database, time every
 shape in-process, start `tione-server serve` and time every shape over signed HTTP, load it against the
-floor at the throughput size, read its peak memory. Progress goes to stderr; the result is a RunResult.
+floor at the throughput size with each worker count, read its peak memory; then the moto comparison
+(bench/moto.py). Issue 12's target rows are gathered on the result. Progress goes to stderr; the result is a
+RunResult.
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import dataset, load, machine
-from bench.databases import Database, postgres_available, postgres_version, prepare
+from bench import dataset, load, machine, moto, throughput
+from bench.databases import Database, new_key, postgres_available, postgres_version, prepare
 from bench.measure import Budget, HttpClient, InProcess
 from bench.processes import Running, floor_server, tione_server
 from bench.report import BackendResult, RunResult, SizeResult, Throughput, size_label
 from bench.shapes import SHAPES, THROUGHPUT_SHAPE
 from bench.signer import Credentials
-from tione_server.store import Store
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class Config:
     load_warmup: float
     workers: list[int]
     load_size: int | None
-    """The size throughput is measured at; None skips the load test."""
+    """The size throughput is measured at; None skips the load tests (and moto)."""
+    moto: bool
+    """Compare with moto (bench/moto.py) after the backends."""
 
 
 def log(message: str) -> None:
@@ -70,6 +73,17 @@ def run(config: Config) -> RunResult:
             continue
         for size in config.sizes:
             outcome.sizes.append(_one_size(config, backend, size, outcome))
+    for b in result.backends:
+        result.targets += throughput.floor_rows(b)
+    measured = [b.backend for b in result.backends if not b.skipped]
+    if config.moto and config.load_size is not None and measured:
+        plan = moto.Plan(connections=config.connections, seconds=config.load_seconds, warmup=config.load_warmup)
+        result.moto = moto.compare(
+            config.workdir, measured, postgres_url=config.postgres_url, seed_value=config.seed, plan=plan, log=log
+        )
+        result.targets += moto.target_rows(result.moto)
+    for b in result.backends:
+        result.targets += throughput.workers_rows(b)
     return result
 
 
@@ -93,7 +107,7 @@ def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -
     finally:
         service.close()
 
-    creds = _new_key(db)
+    creds = new_key(db)
     with tione_server(db.url, config.workdir / "run") as server:
         client = HttpClient(server.port, creds)
         try:
@@ -114,15 +128,6 @@ def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -
         result.peak_rss_kib = server.peak_rss_kib()
     log(f"{tag} peak server RSS {result.peak_rss_kib / 1024:.0f} MB")
     return result
-
-
-def _new_key(db: Database) -> Credentials:
-    store = Store(db.url)
-    try:
-        key = store.keys.create(uin=dataset.MAIN.uin, app_id=dataset.MAIN.app_id, sub_uin=dataset.MAIN.uin)
-    finally:
-        store.close()
-    return Credentials(key.secret_id, key.secret_key)
 
 
 def _throughput(

@@ -1,0 +1,68 @@
+"""Issue 12 targets 1 and 3 as rows, from the load tests of one backend: the default page at one worker as a
+share of the floor (the same uvicorn stack sending the same reply bytes at once), and two workers over one.
+
+The two-worker row carries the floor's own two-over-one ratio beside it: what the HTTP stack itself gains
+from a second worker on this machine, with the load generator sharing its cores.
+"""
+
+from __future__ import annotations
+
+from bench.load import LoadResult
+from bench.report import BackendResult, Throughput, size_label
+from bench.targets import TargetRow
+
+FLOOR_SHARE = {"sqlite": 0.25, "postgres": 0.15}
+"""Target 1: one worker's share of the floor, by backend."""
+WORKERS = 2
+WORKERS_GAIN = 1.7
+"""Target 3: `--workers 2` over one worker."""
+BUSY_GENERATOR = 0.9
+
+
+def _errors(*results: LoadResult) -> str:
+    count = sum(r.errors for r in results)
+    return f"; {count} errors" if count else ""
+
+
+def _generator_note(*results: LoadResult) -> str:
+    busiest = max(r.cpu_share for r in results)
+    return f", load generator at {busiest:.0%} CPU" if busiest > BUSY_GENERATOR else ""
+
+
+def _floor_row(backend: str, t: Throughput) -> TargetRow:
+    share = t.real.rps / t.floor.rps if t.floor.rps else 0.0
+    target = FLOOR_SHARE[backend]
+    return TargetRow(
+        backend=backend,
+        measure=f"throughput · default page, {size_label(t.size)} tasks, 1 worker, {t.connections} conns",
+        value=f"{t.real.rps:,.0f} req/s{_errors(t.real, t.floor)}",
+        ratio=f"{share:.1%} of floor {t.floor.rps:,.0f}{_generator_note(t.real, t.floor)}",
+        target=f"≥{target:.0%}",
+        ok=share >= target and not t.real.errors,
+    )
+
+
+def _workers_row(backend: str, one: Throughput, many: Throughput) -> TargetRow:
+    gain = many.real.rps / one.real.rps if one.real.rps else 0.0
+    floor_gain = many.floor.rps / one.floor.rps if one.floor.rps else 0.0
+    return TargetRow(
+        backend=backend,
+        measure=f"throughput · {many.workers} workers vs 1, default page, {size_label(many.size)} tasks",
+        value=f"{many.real.rps:,.0f} vs {one.real.rps:,.0f} req/s{_errors(many.real, many.floor)}",
+        ratio=f"{gain:.2f}× 1 worker (floor {floor_gain:.2f}×){_generator_note(many.real, many.floor)}",
+        target=f"≥{WORKERS_GAIN}×",
+        ok=gain >= WORKERS_GAIN and not many.real.errors,
+    )
+
+
+def floor_rows(b: BackendResult) -> list[TargetRow]:
+    """Target 1: the one-worker load against its floor, where it was measured."""
+    return [_floor_row(b.backend, t) for t in b.throughput if t.workers == 1]
+
+
+def workers_rows(b: BackendResult) -> list[TargetRow]:
+    """Target 3: two workers over one, where both were loaded."""
+    by_workers = {t.workers: t for t in b.throughput}
+    if 1 in by_workers and WORKERS in by_workers:
+        return [_workers_row(b.backend, by_workers[1], by_workers[WORKERS])]
+    return []
