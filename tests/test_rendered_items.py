@@ -76,6 +76,18 @@ def test_a_write_to_the_row_is_seen_at_once(h: Harness) -> None:
     assert h.item(task_id)["Status"] == "STOPPING"
 
 
+def test_a_reimported_task_is_seen_as_imported_again(h: Harness, tmp_path: Path) -> None:
+    first = str(IMPORTED[0]["Id"])
+    for name in ("before", "after"):  # the row is deleted and inserted again under the same number
+        path = tmp_path / f"{name}.json"
+        path.write_text(msgspec.json.encode([IMPORTED[0] | {"Name": name}]).decode(), encoding="utf-8")
+        caller = h.caller
+        import_file(
+            h.store, path, uin=caller.uin, app_id=caller.app_id, region=REGION, project=None, settings=h.settings
+        )
+        assert h.item(first)["Name"] == name
+
+
 def test_reply_bytes_equal_a_fresh_rendering(h: Harness, tmp_path: Path) -> None:
     path = tmp_path / "import.json"
     path.write_text(msgspec.json.encode(IMPORTED).decode(), encoding="utf-8")

@@ -22,6 +22,7 @@ from tione_server.models import FieldFilter, Pod, Run, Scope, TagCondition, Task
 from tione_server.store import Store
 from tione_server.store.database import SchemaTooNew
 from tione_server.store.schema import SCHEMA_VERSION, meta
+from tione_server.store.tasks import TASK_COLUMNS
 
 A = Scope(uin="100000000001", region="ap-guangzhou", project="")
 T = 1748427513  # 2025-05-28T18:18:33+08
@@ -96,6 +97,33 @@ def test_store_refuses_a_newer_schema(database_url: str) -> None:
         Store(database_url)
 
 
+def test_store_upgrade_from_version_4_gives_tasks_revisions(database_url: str) -> None:
+    store = Store(database_url)
+    store.tasks.put([task(1), task(2)])
+    with store.db.engine.begin() as conn:  # make it a version-4 database: no rev column, no trigger
+        conn.execute(
+            text("DROP TRIGGER IF EXISTS tione_tasks_rev" + (" ON tasks" if store.db.dialect == "postgresql" else ""))
+        )
+        conn.execute(text("ALTER TABLE tasks DROP COLUMN rev"))
+        conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="4"))
+    store.close()
+    store = Store(database_url)
+    try:
+        assert store.db.schema_version() == SCHEMA_VERSION
+        entries, total = store.pages.read(A, TaskQuery(limit=50))
+        assert total == 2
+        assert {e.stamp for e in entries} == {0}
+        with store.db.tx() as conn:  # any write gives the row a new revision, through the trigger
+            conn.execute(text("UPDATE tasks SET name = 'renamed' WHERE num = 1"))
+        after = {e.num: e for e in store.pages.read(A, TaskQuery(limit=50))[0]}
+        assert after[1].stamp != 0
+        assert after[2].stamp == 0
+        assert after[1].row is not None
+        assert after[1].row[TASK_COLUMNS.index("name")] == "renamed"
+    finally:
+        store.close()
+
+
 def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str, tmp_path: Path) -> None:
     store = Store(database_url)
     run = Run(num=10, id="train-1-aaaaaaaaaaaa", task_num=1, task_id="train-1", status="RUNNING",
@@ -120,7 +148,7 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
             conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="3"))
         store.close()
         store = Store(database_url)
-        assert store.db.schema_version() == SCHEMA_VERSION == 4
+        assert store.db.schema_version() == SCHEMA_VERSION
         upgraded = store.runs.get(run.id)
         assert upgraded is not None
         assert json.loads(upgraded.pods[0].handle) == json.loads(handle(sleeper.pid, stat[1]))

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bump with every change below; Store refuses a database of a newer version than it knows.
 
 2: runs, pods and metrics (executed tasks); version-1 databases gain them on open.
@@ -90,6 +90,7 @@ tasks = Table(
     Column("start_time", BigInteger, nullable=False),
     Column("end_time", BigInteger, nullable=False),
     Column("doc", _text(), nullable=False),
+    Column("rev", BigInteger, nullable=False, server_default="0"),
 )
 Index("ix_tasks_update", tasks.c.scope_id, tasks.c.update_time, tasks.c.num)
 Index("ix_tasks_create", tasks.c.scope_id, tasks.c.create_time, tasks.c.num)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, RowMapping, Table, delete, select, update
 from tione_server.models import Scope, Task
 from tione_server.store import counts
 from tione_server.store.database import Database
+from tione_server.store.revisions import new_rev
 from tione_server.store.schema import UNSET_TIME, runs, scopes, task_tags, tasks
 from tione_server.store.scopes import Scopes
 
@@ -58,6 +59,7 @@ def task_row(t: Task, scope_id: int) -> dict[str, Any]:
         "start_time": UNSET_TIME if t.start_time is None else t.start_time,
         "end_time": UNSET_TIME if t.end_time is None else t.end_time,
         "doc": _json_encode(doc).decode(),
+        "rev": new_rev(),
     }
 
 
