@@ -112,7 +112,7 @@ def test_a_kept_item_dropped_meanwhile_is_read_again(h: Harness) -> None:
     entries, _ = h.store.pages.read(_scope(h), TaskQuery(limit=50))
     assert items.render(entries, _scope(h), h.clock()) is not None  # renders all three, keeps only the last
     stale, _ = h.store.pages.read(_scope(h), TaskQuery(limit=50), have=lambda num, stamp: True)
-    if any(e.row is None for e in stale):  # PostgreSQL reads only stamps when told the items are kept
+    if any(row is None for _, _, row in stale):  # PostgreSQL reads only stamps when told the items are kept
         assert items.render(stale, _scope(h), h.clock()) is None
     _service(h).items = items
     listed = h.call("DescribeTrainingTasks", {"Limit": 50})["TrainingTaskSet"]

@@ -112,14 +112,14 @@ def test_store_upgrade_from_version_4_gives_tasks_revisions(database_url: str) -
         assert store.db.schema_version() == SCHEMA_VERSION
         entries, total = store.pages.read(A, TaskQuery(limit=50))
         assert total == 2
-        assert {e.stamp for e in entries} == {0}
+        assert {stamp for _, stamp, _ in entries} == {0}
         with store.db.tx() as conn:  # any write gives the row a new revision, through the trigger
             conn.execute(text("UPDATE tasks SET name = 'renamed' WHERE num = 1"))
-        after = {e.num: e for e in store.pages.read(A, TaskQuery(limit=50))[0]}
-        assert after[1].stamp != 0
-        assert after[2].stamp == 0
-        assert after[1].row is not None
-        assert after[1].row[TASK_COLUMNS.index("name")] == "renamed"
+        after = {num: (stamp, row) for num, stamp, row in store.pages.read(A, TaskQuery(limit=50))[0]}
+        assert after[1][0] != 0
+        assert after[2][0] == 0
+        assert after[1][1] is not None
+        assert after[1][1][TASK_COLUMNS.index("name")] == "renamed"
     finally:
         store.close()
 

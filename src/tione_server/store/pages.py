@@ -14,7 +14,7 @@ in as few statements as the database allows.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, null, select, true
 
@@ -34,14 +34,10 @@ _ROWS = f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE scope_id = {{p}} AND
 """Whole rows by number, in the driver's paramstyle (`{p}`), one placeholder per number (`{nums}`)."""
 
 
-class Entry(NamedTuple):
-    """One task of a page."""
-
-    num: int
-    stamp: Hashable
-    """The row's `rev`: compare with `==` to know a kept rendering is still the row's."""
-    row: Row | None
-    """The `tasks` row (TASK_COLUMNS order); None when the caller said it keeps this (num, stamp)."""
+Entry = tuple[int, Hashable, Row | None]
+"""One task of a page: its number; its `rev`, to compare with `==` to know whether a kept rendering is still the
+row's; and its `tasks` row (TASK_COLUMNS order), or None when the caller said it keeps this (number, rev). Plain
+tuples: a page makes up to 50 of them per request."""
 
 
 Have = Callable[[int, Hashable], bool]
@@ -60,7 +56,7 @@ class Pages:
     def tasks(self, scope: Scope, query: TaskQuery) -> tuple[list[Task], int]:
         """One page of the scope's tasks matching the query, and the number of all matches."""
         entries, total = self.read(scope, query)
-        return [task_of(dict(zip(TASK_COLUMNS, e.row, strict=True)), scope) for e in entries if e.row], total
+        return [task_of(dict(zip(TASK_COLUMNS, row, strict=True)), scope) for _, _, row in entries if row], total
 
     def read(
         self, scope: Scope, query: TaskQuery, *, key: str | None = None, have: Have | None = None
@@ -126,8 +122,8 @@ class Pages:
         return select(v.c.version, v.c.state, p.c.stamp, p.c.num).select_from(v.outerjoin(p, true())).order_by(*keys)
 
     def _entries(self, sid: int, stamped: Sequence[Row], have: Have | None) -> list[Entry]:
-        entries = [Entry(num, stamp, None) for stamp, num, *_ in stamped]
-        wanted = {e.num for e in entries if have is None or not have(e.num, e.stamp)}
+        entries: list[Entry] = [(r[1], r[0], None) for r in stamped]
+        wanted = {num for num, stamp, _ in entries if have is None or not have(num, stamp)}
         if not wanted:
             return entries
         # Read after the stamps: a row may have changed since (it is then shown as it is now, under its new rev) or
@@ -135,11 +131,12 @@ class Pages:
         sql = _ROWS.format(p=self._mark, nums=", ".join([self._mark] * len(wanted)))
         rows = {r[_NUM]: r for r in self._db.readers.fetch(sql, (sid, *wanted))}
         out = []
-        for e in entries:
-            if e.num not in wanted:
-                out.append(e)
-            elif (r := rows.get(e.num)) is not None:
-                out.append(Entry(e.num, r[_REV], r))
+        for entry in entries:
+            num = entry[0]
+            if num not in wanted:
+                out.append(entry)
+            elif (r := rows.get(num)) is not None:
+                out.append((num, r[_REV], r))
         return out
 
 
