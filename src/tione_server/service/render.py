@@ -26,7 +26,7 @@ _SENTINEL = 987_654_321_987_654_321
 """A RuntimeInSeconds no task has: rendered in place of a running task's, then cut out of its bytes."""
 _encode = msgspec.json.Encoder().encode
 Row = tuple[Any, ...]
-Rendered = bytes | tuple[bytes, bytes, int]
+Rendered = msgspec.Raw | tuple[bytes, bytes, int]
 """An item's bytes, or for a running task the bytes around its RuntimeInSeconds and the StartTime it counts from."""
 
 
@@ -57,38 +57,38 @@ class RenderedItems:
         """The encoded TrainingTaskSetItem of each entry, as msgspec places it into the reply unchanged; None when
         an entry read without its row (`has` said it was kept) has been dropped since, by a concurrent miss."""
         out = []
+        kept = self._kept
         for num, stamp, row in entries:
-            found = self._kept.get(num)
-            if found is not None and found[0] == stamp:
-                kept = found[1]
-            elif row is not None:
-                kept = self._keep(num, stamp, row, scope, now)
+            found = kept.get(num)
+            if found is None or found[0] != stamp:
+                if row is None:
+                    return None
+                found = self._keep(num, stamp, row, scope, now)
+            item = found[1]
+            if isinstance(item, msgspec.Raw):
+                out.append(item)
             else:
-                return None
-            if isinstance(kept, bytes):
-                out.append(msgspec.Raw(kept))
-            else:
-                head, tail, start = kept
+                head, tail, start = item
                 out.append(msgspec.Raw(b"%b%d%b" % (head, max(0, int(now) - start), tail)))
         return out
 
-    def _keep(self, num: int, stamp: Hashable, row: Row, scope: Scope, now: float) -> Rendered:
+    def _keep(self, num: int, stamp: Hashable, row: Row, scope: Scope, now: float) -> tuple[Hashable, Rendered]:
         task = task_of(dict(zip(TASK_COLUMNS, row, strict=True)), scope)
         item = list_item(task, now, self._offset, self._catalogue)
-        kept: Rendered
+        rendered: Rendered
         if is_live(task) and task.status in RUNTIME_STATUSES and task.start_time is not None:
             # task_runtime counts on from StartTime for these alone (models.runtime_seconds)
             head, found, tail = _encode(msgspec.structs.replace(item, RuntimeInSeconds=_SENTINEL)).partition(
                 b"%d" % _SENTINEL
             )
             assert found, "the sentinel runtime is in the item"
-            kept = (head, tail, task.start_time)
+            rendered = (head, tail, task.start_time)
         else:
-            kept = _encode(item)
+            rendered = msgspec.Raw(_encode(item))
         if len(self._kept) >= self._size:
             self._evict()
-        self._kept[num] = (stamp, kept)
-        return kept
+        entry = self._kept[num] = (stamp, rendered)
+        return entry
 
     def _evict(self) -> None:
         """Drop the oldest entry (insertion order): no bookkeeping on a hit. Threads may race here; losing the
