@@ -7,6 +7,7 @@ are exactly those that rendering each item afresh gives.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -22,6 +23,7 @@ from tione_server.importer import import_file
 from tione_server.models import Scope, TaskQuery
 from tione_server.service import TioneService
 from tione_server.service.render import RenderedItems, list_item
+from tione_server.store import Store
 from tione_server.store.tasks import patch_doc
 
 REGION = "ap-guangzhou"
@@ -86,6 +88,22 @@ def test_a_reimported_task_is_seen_as_imported_again(h: Harness, tmp_path: Path)
             h.store, path, uin=caller.uin, app_id=caller.app_id, region=REGION, project=None, settings=h.settings
         )
         assert h.item(first)["Name"] == name
+
+
+def test_a_commit_by_another_store_is_seen_at_once(h: Harness, database_url: str) -> None:
+    task_id = _running(h, "remembered")
+    assert h.call("DescribeTrainingTasks", {})["TotalCount"] == 1
+    other = Store(database_url)  # another process's connections, as a second replica or the CLI would hold
+    try:
+        task = other.tasks.get(_scope(h), task_id)
+        assert task is not None
+        with other.db.tx() as conn:
+            patch_doc(conn, task.num, {"Message": "written elsewhere"})
+        assert h.item(task_id)["Message"] == "written elsewhere"
+        other.tasks.put([dataclasses.replace(task, id="train-4000000000000000001")])
+        assert h.call("DescribeTrainingTasks", {})["TotalCount"] == 2
+    finally:
+        other.close()
 
 
 def test_reply_bytes_equal_a_fresh_rendering(h: Harness, tmp_path: Path) -> None:

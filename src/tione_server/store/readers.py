@@ -10,6 +10,7 @@ opens a new one, so a restarted database costs one failed request per thread, as
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from typing import Any
 
@@ -24,6 +25,7 @@ class Readers:
         self._local = threading.local()
         self._open: list[Any] = []
         self._lock = threading.Lock()
+        self._serials = itertools.count(1)
 
     def fetch(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
         """The rows of one statement, in the driver's own paramstyle, on this thread's connection."""
@@ -41,6 +43,13 @@ class Readers:
             self._drop(conn)
             raise
 
+    def sqlite_changes(self) -> tuple[int, int]:
+        """SQLite: a token that stays the same between two calls on this thread only if no other connection (any
+        process) committed a change to the database in between: this connection's serial and its
+        `PRAGMA data_version`. This thread's own connection only reads, so every write counts."""
+        version = self.fetch("PRAGMA data_version", ())[0][0]
+        return self._local.serial, int(version)
+
     def close(self) -> None:
         """Close every thread's connection (the server is stopping)."""
         with self._lock:
@@ -53,6 +62,7 @@ class Readers:
         conn = self._engine.raw_connection()  # unpooled: a new DBAPI connection, set up by the engine's events
         with self._lock:
             self._open.append(conn)
+            self._local.serial = next(self._serials)
         self._local.conn = conn
         return conn
 
