@@ -124,17 +124,19 @@ def test_reply_bytes_equal_a_fresh_rendering(h: Harness, tmp_path: Path) -> None
         assert total == len(IMPORTED) + 2
 
 
-def test_a_kept_item_dropped_meanwhile_is_read_again(h: Harness) -> None:
+def test_kept_renderings_spare_the_rows_and_a_full_cache_still_lists_right(h: Harness) -> None:
     ids = [_running(h, f"evicted-{i}") for i in range(3)]
-    items = RenderedItems(_service(h).catalogue, h.settings.time_offset_hours, size=1)
-    entries, _ = h.store.pages.read(_scope(h), TaskQuery(limit=50))
-    assert items.render(entries, _scope(h), h.clock()) is not None  # renders all three, keeps only the last
-    stale, _ = h.store.pages.read(_scope(h), TaskQuery(limit=50), have=lambda num, stamp: True)
-    if any(row is None for _, _, row in stale):  # PostgreSQL reads only stamps when told the items are kept
-        assert items.render(stale, _scope(h), h.clock()) is None
-    _service(h).items = items
-    listed = h.call("DescribeTrainingTasks", {"Limit": 50})["TrainingTaskSet"]
-    assert sorted(i["Id"] for i in listed) == sorted(ids)
+    marks: dict[tuple[int, object], str] = {}
+    entries, total = h.store.pages.read(_scope(h), TaskQuery(limit=50), have=lambda num, rev: marks.get((num, rev)))
+    assert total == 3
+    assert all(row is not None and kept is None for _, _, row, kept in entries)
+    marks = {(num, rev): f"kept-{num}" for num, rev, _, _ in entries}
+    again, _ = h.store.pages.read(_scope(h), TaskQuery(limit=50), have=lambda num, rev: marks.get((num, rev)))
+    assert [(row, kept) for _, _, row, kept in again] == [(None, f"kept-{num}") for num, _, _, _ in entries]
+    _service(h).items = RenderedItems(_service(h).catalogue, h.settings.time_offset_hours, size=1)
+    for _ in range(3):  # each list evicts what the one before kept
+        listed = h.call("DescribeTrainingTasks", {"Limit": 50})["TrainingTaskSet"]
+        assert sorted(i["Id"] for i in listed) == sorted(ids)
 
 
 def _service(h: Harness) -> TioneService:

@@ -112,10 +112,10 @@ def test_store_upgrade_from_version_4_gives_tasks_revisions(database_url: str) -
         assert store.db.schema_version() == SCHEMA_VERSION
         entries, total = store.pages.read(A, TaskQuery(limit=50))
         assert total == 2
-        assert {stamp for _, stamp, _ in entries} == {0}
+        assert {stamp for _, stamp, _, _ in entries} == {0}
         with store.db.tx() as conn:  # any write gives the row a new revision, through the trigger
             conn.execute(text("UPDATE tasks SET name = 'renamed' WHERE num = 1"))
-        after = {num: (stamp, row) for num, stamp, row in store.pages.read(A, TaskQuery(limit=50))[0]}
+        after = {num: (stamp, row) for num, stamp, row, _ in store.pages.read(A, TaskQuery(limit=50))[0]}
         assert after[1][0] != 0
         assert after[2][0] == 0
         assert after[1][1] is not None

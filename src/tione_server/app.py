@@ -120,7 +120,9 @@ def create_app(
     )
     service = TioneService(settings, store, catalogue, scheduler, executor, wake=runner.wake)
     limiter, nonces = _shared_state(settings, store)
-    gateway = Gateway(settings, store, service, limiter, nonces, offload, clock=clock)
+    # PostgreSQL answers the list without blocking the loop on its round trip; SQLite reads in process, faster inline.
+    list_async = service.describe_training_tasks_async if store.db.async_readers is not None else None
+    gateway = Gateway(settings, store, service, limiter, nonces, offload, clock=clock, list_async=list_async)
     probes = Probes(store, executor, watch, StoreCollector(store, settings.executor), clock=clock)
     console = console_files.ConsoleFiles()
     prefix = console_files.PREFIX

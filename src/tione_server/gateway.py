@@ -21,7 +21,13 @@ import msgspec
 
 from tione_server import ids, signing
 from tione_server.api import codec
-from tione_server.api._generated import SERVICE, VERSION, Action
+from tione_server.api._generated import (
+    SERVICE,
+    VERSION,
+    Action,
+    DescribeTrainingTasksRequest,
+    DescribeTrainingTasksResponse,
+)
 from tione_server.api.extensions import SERVED_ACTIONS, ServedApi, implemented
 from tione_server.bodies import SMALL_BODY, BodyBudget, Receive, read_body, skim_body
 from tione_server.config import KNOWN_REGIONS, Settings
@@ -67,6 +73,7 @@ V1_MAX_BODY = 1024 * 1024
 GET_MAX_QUERY = 32 * 1024
 _HEADERS = [(b"content-type", b"application/json")]
 INLINE_ACTIONS = frozenset({"DescribeTrainingTasks"})
+ListAsync = Callable[[RequestContext, DescribeTrainingTasksRequest], Awaitable[DescribeTrainingTasksResponse]]
 """Actions answered on the event loop (see _inline); every other action runs on a handler thread."""
 
 
@@ -115,6 +122,8 @@ class Trace(msgspec.Struct):
     action: str
     uin: str = "-"
     code: str = "OK"
+    language: str = ""
+    """A v1 request's `Language` parameter, once read: its error reply is in that language."""
 
     def see(self, ctx: RequestContext, action: Action) -> None:
         """The caller and action are known: a later refusal (a bad parameter, say) is logged with them."""
@@ -141,7 +150,10 @@ class Gateway:
         nonces: NonceStore,
         offload: Offload,
         clock: Callable[[], float] = time.time,
+        list_async: ListAsync | None = None,
     ) -> None:
+        """`list_async`: the list answered without blocking the loop on the database (PostgreSQL); without it,
+        the list runs its blocking reads on the loop, which on SQLite is faster than any hop."""
         self.settings = settings
         self.store = store
         self.service = service
@@ -149,6 +161,7 @@ class Gateway:
         self.nonces = nonces
         self.offload = offload
         self.clock = clock
+        self.list_async = list_async
         self.budget = BodyBudget(settings.body_bytes_in_flight)
 
     # -- ASGI -------------------------------------------------------------------------------------
@@ -185,7 +198,9 @@ class Gateway:
                 await _send(send, _error_reply(refusal, request_id, language, trace), close=True)
             else:
                 request = Request(method, query, headers, body.data)
-                if _inline(head):
+                if _inline(head) and self.list_async is not None:
+                    reply = await self.handle_list(request, head, request_id, language, trace)
+                elif _inline(head):
                     reply = self.handle(request, head, request_id, language, trace)
                 else:
                     reply = await self.offload(lambda: self.handle(request, head, request_id, language, trace))
@@ -230,27 +245,51 @@ class Gateway:
 
     def handle(self, request: Request, head: Head, request_id: str, language: str, trace: Trace) -> bytes:
         """The rest of the pipeline once the body is in: one JSON reply out; never raises. Blocking (the store,
-        the executor): called on a handler thread.
+        the executor): called on a handler thread, or on the loop for the list (`_inline`).
 
         Parameters are decoded once the caller is known, so a bad parameter is logged with its account.
         """
-        signed = head.tc3
         try:
-            params: list[tuple[str, str]] | None = None
-            if signed is None:  # v1: the credentials are parameters, in the body (POST) or the query (GET)
-                params = pairs = _parse_pairs(request.raw_query if request.method == "GET" else _text(request.body))
-                language = _first(params, "Language") or language
-                trace.action = _first(params, "Action") or ""
-                signed = self._authenticate(_v1_claims(params), lambda: (_first(pairs, "SecretId") or "", pairs))
-            ctx, action = self._verify(request, signed, request_id, language)
-            trace.see(ctx, action)
-            req = _tc3_params(request, action) if params is None else codec.decode_flat(action, params)
+            ctx, action, req = self._accept(request, head, request_id, language, trace)
             resp = getattr(self.service, action.method)(ctx, req)
             return codec.encode_response(resp, request_id)
         except Exception as exc:
-            if signed is not None and signed.cached:
-                exc = self._recheck(signed.key.secret_id, exc)
-            return _error_reply(exc, request_id, language, trace)
+            return self._refuse(exc, head, request_id, language, trace)
+
+    async def handle_list(self, request: Request, head: Head, request_id: str, language: str, trace: Trace) -> bytes:
+        """`handle` for an inline list when the store reads without blocking (PostgreSQL): the loop serves other
+        requests while the database answers this one."""
+        assert self.list_async is not None
+        try:
+            ctx, action, req = self._accept(request, head, request_id, language, trace)
+            assert action.name in INLINE_ACTIONS, "only the list is inline"
+            resp = await self.list_async(ctx, req)  # type: ignore[arg-type]
+            return codec.encode_response(resp, request_id)
+        except Exception as exc:
+            return self._refuse(exc, head, request_id, language, trace)
+
+    def _accept(
+        self, request: Request, head: Head, request_id: str, language: str, trace: Trace
+    ) -> tuple[RequestContext, Action, msgspec.Struct]:
+        """Everything before the action runs: a v1 request's credentials, the verification sequence, the
+        parameters decoded."""
+        signed = head.tc3
+        params: list[tuple[str, str]] | None = None
+        if signed is None:  # v1: the credentials are parameters, in the body (POST) or the query (GET)
+            params = pairs = _parse_pairs(request.raw_query if request.method == "GET" else _text(request.body))
+            language = trace.language = _first(params, "Language") or language
+            trace.action = _first(params, "Action") or ""
+            signed = self._authenticate(_v1_claims(params), lambda: (_first(pairs, "SecretId") or "", pairs))
+        ctx, action = self._verify(request, signed, request_id, language)
+        trace.see(ctx, action)
+        req = _tc3_params(request, action) if params is None else codec.decode_flat(action, params)
+        return ctx, action, req
+
+    def _refuse(self, exc: Exception, head: Head, request_id: str, language: str, trace: Trace) -> bytes:
+        """The error reply; for a request signed with a cached key (only a TC3 list's), after `_recheck`."""
+        if head.tc3 is not None and head.tc3.cached:
+            exc = self._recheck(head.tc3.key.secret_id, exc)
+        return _error_reply(exc, request_id, trace.language or language, trace)
 
     def _recheck(self, secret_id: str, exc: Exception) -> Exception:
         """A request signed with a cached key was refused: had its key been read now, a withdrawn key would

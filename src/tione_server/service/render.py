@@ -48,23 +48,21 @@ class RenderedItems:
         """By task number, with the stamp of the row it was rendered from (store/pages.py): on SQLite the row
         itself, whose comparison is a few pointer checks and one memcmp of the document."""
 
-    def has(self, num: int, stamp: Hashable) -> bool:
-        """Whether this version of the task's row is kept rendered (the store then need not read it whole)."""
+    def kept(self, num: int, stamp: Hashable) -> Rendered | None:
+        """The rendering kept for this version of the task's row, if any (store/pages.py `Have`: the store then
+        does not read the row, and hands this back with the entry)."""
         found = self._kept.get(num)
-        return found is not None and found[0] == stamp
+        return found[1] if found is not None and found[0] == stamp else None
 
-    def render(self, entries: list[Entry], scope: Scope, now: float) -> list[msgspec.Raw] | None:
-        """The encoded TrainingTaskSetItem of each entry, as msgspec places it into the reply unchanged; None when
-        an entry read without its row (`has` said it was kept) has been dropped since, by a concurrent miss."""
+    def render(self, entries: list[Entry], scope: Scope, now: float) -> list[msgspec.Raw]:
+        """The encoded TrainingTaskSetItem of each entry, as msgspec places it into the reply unchanged."""
         out = []
-        kept = self._kept
-        for num, stamp, row in entries:
-            found = kept.get(num)
-            if found is None or found[0] != stamp:
-                if row is None:
-                    return None
-                found = self._keep(num, stamp, row, scope, now)
-            item = found[1]
+        for num, stamp, row, kept in entries:
+            if kept is not None:
+                item = kept
+            else:
+                assert row is not None, "the store reads the row of every entry whose rendering is not kept"
+                item = self._keep(num, stamp, row, scope, now)[1]
             if isinstance(item, msgspec.Raw):
                 out.append(item)
             else:

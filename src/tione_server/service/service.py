@@ -10,6 +10,7 @@ from tione_server.catalogue import Catalogue
 from tione_server.config import Settings
 from tione_server.context import RequestContext
 from tione_server.executors import Executor
+from tione_server.models import Scope
 from tione_server.scheduling import Scheduler
 from tione_server.service.billing import BillingActions
 from tione_server.service.extensions import ExtensionActions
@@ -19,6 +20,7 @@ from tione_server.service.logs import LogActions
 from tione_server.service.render import RenderedItems
 from tione_server.service.scope import scope_of
 from tione_server.store import Store
+from tione_server.store.pages import Entry
 
 
 class TioneService(LifecycleActions, LogActions, BillingActions, ExtensionActions, ServedApi):
@@ -50,13 +52,20 @@ class TioneService(LifecycleActions, LogActions, BillingActions, ExtensionAction
         self, ctx: RequestContext, req: DescribeTrainingTasksRequest
     ) -> DescribeTrainingTasksResponse:
         """The list, exactly per spec §5."""
-        query = build_query(req)
-        scope = scope_of(ctx, req.TiProjectId)
-        entries, total = self.store.pages.read(scope, query, key=ctx.cached_key, have=self.items.has)
-        items = self.items.render(entries, scope, ctx.now)
-        if items is None:  # a rendering it counted on was dropped meanwhile: read the rows whole this time
-            entries, total = self.store.pages.read(scope, query, key=ctx.cached_key)
-            items = self.items.render(entries, scope, ctx.now)
-            assert items is not None, "whole rows always render"
+        scope, query = scope_of(ctx, req.TiProjectId), build_query(req)
+        page = self.store.pages.read(scope, query, key=ctx.cached_key, have=self.items.kept)
+        return self._list_reply(page, scope, ctx.now)
+
+    async def describe_training_tasks_async(
+        self, ctx: RequestContext, req: DescribeTrainingTasksRequest
+    ) -> DescribeTrainingTasksResponse:
+        """`describe_training_tasks` without blocking the event loop on the database (PostgreSQL)."""
+        scope, query = scope_of(ctx, req.TiProjectId), build_query(req)
+        page = await self.store.pages.read_async(scope, query, key=ctx.cached_key, have=self.items.kept)
+        return self._list_reply(page, scope, ctx.now)
+
+    def _list_reply(self, page: tuple[list[Entry], int], scope: Scope, now: float) -> DescribeTrainingTasksResponse:
+        entries, total = page
+        items = self.items.render(entries, scope, now)
         # The items are encoded already: msgspec writes a Raw as it is (the reply's bytes are unchanged).
         return DescribeTrainingTasksResponse(TrainingTaskSet=items, TotalCount=total)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from tione_server.store import counts, handles, revisions
-from tione_server.store.readers import Readers
+from tione_server.store.readers import AsyncReaders, Readers
 from tione_server.store.schema import SCHEMA_VERSION, meta, metadata
 from tione_server.store.urls import DatabaseError, connect_error, normalise_url
 
@@ -87,6 +87,8 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.readers = Readers(make_engine(url, autocommit=True, pooled=False))
+        self.async_readers = AsyncReaders(self._connect_async) if self.dialect == "postgresql" else None
+        """PostgreSQL: the event loop's own reader connections (store/readers.py); None on SQLite."""
         self._local = threading.local()  # this thread's open transaction: callbacks to run when it commits
         self._compiled: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
         self._compiled_lock = threading.Lock()
@@ -100,6 +102,16 @@ class Database:
         """Release every pooled connection."""
         self.engine.dispose()
         self.readers.close()
+        if self.async_readers is not None:
+            self.async_readers.close()
+
+    async def _connect_async(self) -> Any:
+        """A new asynchronous autocommit psycopg connection, with the engine's own connection arguments."""
+        import psycopg
+
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        cparams.setdefault("connect_timeout", 10)
+        return await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:

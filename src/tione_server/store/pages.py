@@ -15,8 +15,8 @@ in as few statements as the database allows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Hashable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, null, select, true
 
@@ -34,21 +34,32 @@ MEMO_SIZE = 1024
 """SQLite pages remembered until the database changes; when full, the memory starts again empty."""
 _NUM = TASK_COLUMNS.index("num")
 _REV = TASK_COLUMNS.index("rev")
-_ROWS = f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE scope_id = {{p}} AND num IN ({{nums}})"
-"""Whole rows by number, in the driver's paramstyle (`{p}`), one placeholder per number (`{nums}`)."""
+_SCOPE = TASK_COLUMNS.index("scope_id")
+_ROWS = f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE num IN ({{nums}})"
+"""Whole rows by number (the primary key: with a scope condition beside it, SQLite would walk the scope's index
+instead, a million rows for a large account), one placeholder per number (`{nums}`)."""
 
 
-Entry = tuple[int, Hashable, Row | None]
-"""One task of a page: its number; its `rev`, to compare with `==` to know whether a kept rendering is still the
-row's; and its `tasks` row (TASK_COLUMNS order), or None when the caller said it keeps this (number, rev). Plain
-tuples: a page makes up to 50 of them per request."""
+Entry = tuple[int, Hashable, Row | None, Any]
+"""One task of a page: its number; its `rev`; its `tasks` row (TASK_COLUMNS order), or None when the caller keeps
+what it needs of this (number, rev); and what the caller keeps (`Have`'s answer), or None. Plain tuples: a page
+makes up to 50 of them per request."""
 
+Have = Callable[[int, Hashable], Any]
+"""What the caller keeps for this version (number, rev) of a row, or None: the row is then read whole."""
 
-Have = Callable[[int, Hashable], bool]
+Statement = tuple[str, Any]
+"""SQL in the driver's paramstyle, and its parameters."""
+
+T = TypeVar("T")
+Reading = Generator[Statement, list[Row], T]
+"""Part of a read as the statements it runs: each yielded statement is sent back its rows (`read`, `read_async`)."""
+Plan = Reading[tuple[list[Entry], int]]
 
 
 class Pages:
-    """Reads pages on this thread's reader connection (Database.read)."""
+    """Reads pages on this thread's reader connection (Database.read), or on PostgreSQL without blocking the
+    event loop (`read_async`): the same plan, run by either."""
 
     def __init__(self, db: Database, scopes: Scopes) -> None:
         self._db = db
@@ -56,13 +67,11 @@ class Pages:
         self._counts = CountCache()
         self._pg = db.dialect == "postgresql"
         self._mark = "%s" if self._pg else "?"
-        self._memo: dict[tuple[int, TaskQuery, str | None], tuple[tuple[int, int], int, list[Row]]] = {}
-        """SQLite: pages read, with the change token they were read at (`_sqlite_page`)."""
 
     def tasks(self, scope: Scope, query: TaskQuery) -> tuple[list[Task], int]:
         """One page of the scope's tasks matching the query, and the number of all matches."""
         entries, total = self.read(scope, query)
-        return [task_of(dict(zip(TASK_COLUMNS, row, strict=True)), scope) for _, _, row in entries if row], total
+        return [task_of(dict(zip(TASK_COLUMNS, row, strict=True)), scope) for _, _, row, _ in entries if row], total
 
     def read(
         self, scope: Scope, query: TaskQuery, *, key: str | None = None, have: Have | None = None
@@ -70,65 +79,96 @@ class Pages:
         """The page's entries in order and the number of all matches.
 
         `key`: a SecretId taken from a cache; the same statement checks it is still valid and raises KeyWithdrawn
-        when not. `have(num, stamp)`: whether the caller keeps what it needs of that version of a row.
+        when not. `have(num, rev)`: what the caller keeps of that version of a row, if anything.
         """
-        sid = self._scopes.read_id(scope)
+        plan = self._plan(scope, query, key, have)
+        fetch = self._db.readers.fetch
+        rows: list[Row] | None = None
+        try:
+            while True:
+                rows = fetch(*plan.send(rows))  # type: ignore[arg-type]
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def read_async(
+        self, scope: Scope, query: TaskQuery, *, key: str | None = None, have: Have | None = None
+    ) -> tuple[list[Entry], int]:
+        """`read` on PostgreSQL's asynchronous reader connections (store/readers.py AsyncReaders): the event
+        loop serves other requests while the database answers."""
+        readers = self._db.async_readers
+        if readers is None:
+            raise RuntimeError("asynchronous reads are PostgreSQL's")
+        plan = self._plan(scope, query, key, have)
+        fetch = readers.fetch
+        rows: list[Row] | None = None
+        try:
+            while True:
+                rows = await fetch(*plan.send(rows))  # type: ignore[arg-type]
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _plan(self, scope: Scope, query: TaskQuery, key: str | None, have: Have | None) -> Plan:
+        sid = self._scopes.known(scope)
+        if sid is None:
+            found = yield self._db.compiled(("scope", scope), lambda: self._scopes.lookup(scope))
+            sid = self._scopes.found(scope, found)
         if sid is None:  # no task was ever stored for the scope
             if key is not None:
-                _judge(self._db.read(("key", key), lambda: select(key_check(key)))[0][0])
+                _judge((yield self._db.compiled(("key", key), lambda: select(key_check(key))))[0][0])
             return [], 0
-        if not self._pg:
-            total, stamped = self._sqlite_page(sid, query, key)
-            return self._entries(sid, stamped, have), total
+        if self._pg:
+            total, stamped = yield from self._pg_page(sid, query, key)
+        else:
+            total, stamped = yield from self._sqlite_page(sid, query, key)
+        return (yield from self._entries(sid, stamped, have)), total
+
+    def _pg_page(self, sid: int, query: TaskQuery, key: str | None) -> Reading[tuple[int, list[Row]]]:
+        """PostgreSQL: version, key check and the page's (rev, num) in one round trip when an earlier count says
+        the page lies inside the matches; else the version first, and the page only if it does."""
         known = self._counts.latest(sid, (query.filters, query.tags))
         together = known is not None and query.offset < known
-        built = (lambda: self._with_page(sid, query, key)) if together else (lambda: _version(sid, key))
-        found = self._db.read(("page+" if together else "version", sid, query if together else None, key), built)
-        version, state = found[0][0], found[0][1]
-        if key is not None:
-            _judge(state)
-        total = self._total(sid, query, int(version))
-        if query.offset >= total:
-            return [], total
         if together:
-            stamped = [r[2:] for r in found if r[2] is not None]
+            found = yield self._db.compiled(("page+", sid, query, key), lambda: self._with_page(sid, query, key))
         else:
-            stamped = self._db.read(("stamps", sid, query), lambda: self._stamps(sid, query))
-        return self._entries(sid, stamped, have), total
+            found = yield self._db.compiled(("version", sid, None, key), lambda: _version(sid, key))
+        if key is not None:
+            _judge(found[0][1])
+        total = yield from self._total(sid, query, int(found[0][0]))
+        if query.offset >= total:
+            return total, []
+        if together:
+            return total, [r[2:] for r in found if r[2] is not None]
+        return total, (yield self._db.compiled(("stamps", sid, query), lambda: self._stamps(sid, query)))
 
-    def _sqlite_page(self, sid: int, query: TaskQuery, key: str | None) -> tuple[int, list[Row]]:
-        """SQLite: TotalCount and the page's (rev, num), from memory when no connection has committed anything
-        since they were read on this thread (Readers.sqlite_changes), else read: version and key check, then
+    def _sqlite_page(self, sid: int, query: TaskQuery, key: str | None) -> Reading[tuple[int, list[Row]]]:
+        """SQLite: TotalCount and the page's (rev, num), from this thread's memory when no connection has
+        committed anything since they were read (Readers.sqlite_memo), else read: version and key check, then
         the page (two statements run faster here than their join)."""
-        token = self._db.readers.sqlite_changes()
-        memo = self._memo.get((sid, query, key))
-        if memo is not None and memo[0] == token:
-            return memo[1], memo[2]
-        version, state = self._db.read(("version", sid, None, key), lambda: _version(sid, key))[0]
+        memo, token = self._db.readers.sqlite_memo()
+        found = memo.get((sid, query, key))
+        if found is not None and found[0] == token:
+            return found[1], found[2]
+        version, state = (yield self._db.compiled(("version", sid, None, key), lambda: _version(sid, key)))[0]
         if key is not None:
             _judge(state)
-        total = self._total(sid, query, int(version))
-        stamped = (
-            [] if query.offset >= total else self._db.read(("stamps", sid, query), lambda: self._stamps(sid, query))
-        )
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
-        self._memo[(sid, query, key)] = (token, total, stamped)
+        total = yield from self._total(sid, query, int(version))
+        stamped: list[Row] = []
+        if query.offset < total:
+            stamped = yield self._db.compiled(("stamps", sid, query), lambda: self._stamps(sid, query))
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[(sid, query, key)] = (token, total, stamped)
         return total, stamped
 
-    def _total(self, sid: int, query: TaskQuery, version: int) -> int:
+    def _total(self, sid: int, query: TaskQuery, version: int) -> Reading[int]:
         """Exact TotalCount at `version`: remembered, else counted (from task_counts when it can, else by
         scanning) and remembered. The version was read first, so a count is never served for a later one."""
         ckey = (query.filters, query.tags)
         total = self._counts.get(sid, ckey, version)
         if total is None:
             dialect = self._db.dialect
-            if q.countable(query):
-                total = int(
-                    self._db.read(("counted", sid, query), lambda: q.count_from_counts(sid, query, dialect))[0][0]
-                )
-            else:
-                total = int(self._db.read(("scanned", sid, query), lambda: q.count_by_scan(sid, query, dialect))[0][0])
+            how, count = ("counted", q.count_from_counts) if q.countable(query) else ("scanned", q.count_by_scan)
+            total = int((yield self._db.compiled((how, sid, query), lambda: count(sid, query, dialect)))[0][0])
             self._counts.put(sid, ckey, version, total)
         return total
 
@@ -150,22 +190,23 @@ class Pages:
         keys = [p.c.sort_key.desc(), p.c.num.desc()] if query.descending else [p.c.sort_key.asc(), p.c.num.asc()]
         return select(v.c.version, v.c.state, p.c.stamp, p.c.num).select_from(v.outerjoin(p, true())).order_by(*keys)
 
-    def _entries(self, sid: int, stamped: Sequence[Row], have: Have | None) -> list[Entry]:
-        entries: list[Entry] = [(r[1], r[0], None) for r in stamped]
-        wanted = {num for num, stamp, _ in entries if have is None or not have(num, stamp)}
+    def _entries(self, sid: int, stamped: Sequence[Row], have: Have | None) -> Reading[list[Entry]]:
+        kept = [None if have is None else have(r[1], r[0]) for r in stamped]
+        entries: list[Entry] = [(r[1], r[0], None, k) for r, k in zip(stamped, kept, strict=True)]
+        wanted = {e[0] for e in entries if e[3] is None}
         if not wanted:
             return entries
         # Read after the stamps: a row may have changed since (it is then shown as it is now, under its new rev) or
         # gone (it is left out, as a list read a moment later would).
-        sql = _ROWS.format(p=self._mark, nums=", ".join([self._mark] * len(wanted)))
-        rows = {r[_NUM]: r for r in self._db.readers.fetch(sql, (sid, *wanted))}
+        sql = _ROWS.format(nums=", ".join([self._mark] * len(wanted)))
+        rows = {r[_NUM]: r for r in (yield sql, tuple(wanted)) if r[_SCOPE] == sid}
         out = []
         for entry in entries:
             num = entry[0]
             if num not in wanted:
                 out.append(entry)
             elif (r := rows.get(num)) is not None:
-                out.append((num, r[_REV], r))
+                out.append((num, r[_REV], r, None))
         return out
 
 

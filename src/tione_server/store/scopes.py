@@ -5,10 +5,11 @@ Tasks and runs find a scope's id here; only writers of tasks (import, create) ma
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy import ColumnElement, Connection, Select, select
 
 from tione_server.models import Scope
 from tione_server.store.database import Database
@@ -32,14 +33,20 @@ class Scopes:
                 self._cache(scope, int(sid))
         return None if sid is None else int(sid)
 
-    def read_id(self, scope: Scope) -> int | None:
-        """`id` on this thread's reader connection (the list's hot path: almost always from memory)."""
-        sid = self._ids.get(scope)
-        if sid is None:
-            rows = self._db.read(("scope", scope), lambda: select(scopes.c.id).where(*self._where(scope)))
-            if rows:
-                sid = int(rows[0][0])
-                self._cache(scope, sid)
+    def known(self, scope: Scope) -> int | None:
+        """The scope's id when it is in memory (store/pages.py reads it otherwise: `lookup`, then `found`)."""
+        return self._ids.get(scope)
+
+    def lookup(self, scope: Scope) -> Select[tuple[int]]:
+        """The statement reading the scope's id (no row: no id)."""
+        return select(scopes.c.id).where(*self._where(scope))
+
+    def found(self, scope: Scope, rows: Sequence[tuple[Any, ...]]) -> int | None:
+        """The id `lookup`'s rows give, kept in memory."""
+        if not rows:
+            return None
+        sid = int(rows[0][0])
+        self._cache(scope, sid)
         return sid
 
     def creating(self, conn: Connection) -> Callable[[Scope], int]:
