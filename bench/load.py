@@ -63,6 +63,7 @@ class _Connection(asyncio.Protocol):
         self.connect_at: float | None = None
         self.body_at = -1
         self.end_at = -1
+        self.received = 0
         self.ok = True
         self.reopen = False
         self.reopening: asyncio.Task[None] | None = None
@@ -101,8 +102,11 @@ class _Connection(asyncio.Protocol):
         self.index += 1
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
+        # Only the head and the first bytes of the body are kept (to find the length and tell an error reply);
+        # the rest is counted, not copied: a page of 50 is 70 KB, and copying it cost the generator more than
+        # the server spends sending it.
         if self.body_at < 0:
+            self.buf += data
             head_end = self.buf.find(b"\r\n\r\n")
             if head_end < 0:
                 return
@@ -114,9 +118,14 @@ class _Connection(asyncio.Protocol):
             length = int(head[at + 15 : line_end if line_end >= 0 else len(head)])
             self.body_at = head_end + 4
             self.end_at = self.body_at + length
+            self.received = len(self.buf)
             self.ok = head.startswith(b"http/1.1 200")
             self.reopen = b"\r\nconnection: close" in head
-        if len(self.buf) < self.end_at:
+        else:
+            if len(self.buf) < self.body_at + len(ERROR_PREFIX):
+                self.buf += data[: len(ERROR_PREFIX)]
+            self.received += len(data)
+        if self.received < self.end_at:
             return
         done = time.perf_counter()
         if self.start <= done < self.stop:
