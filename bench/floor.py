@@ -61,13 +61,16 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    from tione_server.serving import serve_workers
+
     # Exactly as tione_server.cli runs the real app, for one worker and for several.
     common: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": False}
     if args.workers <= 1:
         uvicorn.run(ConstantReply(args.body.read_bytes()), **common)
-    else:
+    else:  # one socket per worker, exactly as `serve --workers N` (tione_server.serving.serve_workers)
         os.environ[BODY_ENV] = str(args.body.resolve())
-        uvicorn.run("bench.floor:app_from_env", factory=True, workers=args.workers, **common)
+        options = {"log_level": "warning", "access_log": False}
+        serve_workers("bench.floor:app_from_env", workers=args.workers, host=args.host, port=args.port, options=options)
 
 
 if __name__ == "__main__":

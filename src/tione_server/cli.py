@@ -174,7 +174,7 @@ def serve(
     from tione_server.executors.cgroups import CgroupUnavailable
     from tione_server.executors.sandbox import SandboxUnavailable
     from tione_server.metrics import prepare_multiprocess_dir
-    from tione_server.serving import PLAINTEXT_WARNING, is_loopback, uvicorn_options
+    from tione_server.serving import PLAINTEXT_WARNING, is_loopback, serve_workers, uvicorn_options
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together.")
@@ -214,20 +214,16 @@ def serve(
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     # Workers are fresh processes: /metrics of any one adds up all of them (issue 10 item 10, docs/deploy.md).
     made = prepare_multiprocess_dir()
+    options = {"log_level": server_level, "access_log": False, **uvicorn_options(settings)}
     try:
-        uvicorn.run(
-            "tione_server.app:app_from_env",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level=server_level,
-            access_log=False,
-            **uvicorn_options(settings),
-        )
+        status = serve_workers("tione_server.app:app_from_env", workers=workers, host=host, port=port, options=options)
+    except OSError as err:  # the address is taken, or not one of this machine's
+        _fail(f"cannot listen on {host}:{port}: {err.strerror or err}")
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+    if status:
+        sys.exit(status)
 
 
 def _check_port(host: str, port: int) -> None:

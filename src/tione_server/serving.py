@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import multiprocessing
+import signal
+import socket
+import threading
 from typing import Any
 
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tione_server.config import Settings
@@ -82,3 +87,68 @@ PLAINTEXT_WARNING = (
     "another action or region. Serve anything beyond loopback with --tls-cert and --tls-key."
 )
 """Printed by `serve` when it binds beyond loopback without TLS (issue 7 C8)."""
+
+
+def serve_workers(app: str, *, workers: int, host: str, port: int, options: dict[str, Any]) -> int:
+    """Serve the ASGI app factory `app` (`module:function`) from `workers` processes, each with its own listening
+    socket on host:port (SO_REUSEPORT), until SIGINT or SIGTERM; returns the exit status.
+
+    uvicorn's `--workers` hands all of them one shared socket, and with uvloop the first worker to wake accepts
+    every waiting connection: 16 keep-alive clients all landed on one worker and two workers served no more than
+    one (issue 12). With a socket each, the kernel spreads connections over the workers. A worker that dies is
+    started again; one that fails before it serves (uvicorn's STARTUP_FAILURE) stops them all.
+    """
+    _reuseport_socket(host, port).close()  # the address is free (or ours): say so now, not once per worker
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    procs = [context.Process(target=_worker, args=(app, host, port, options)) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    status = 0
+    while not stopping.wait(0.5):
+        for i, proc in enumerate(procs):
+            if proc.is_alive():
+                continue
+            if proc.exitcode == STARTUP_FAILURE:
+                status = STARTUP_FAILURE
+                stopping.set()
+                break
+            procs[i] = context.Process(target=_worker, args=(app, host, port, options))
+            procs[i].start()
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()  # uvicorn shuts down gracefully on SIGTERM
+    for proc in procs:
+        proc.join(WORKER_STOP_SECONDS)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return status
+
+
+WORKER_STOP_SECONDS = 15.0
+"""How long a worker may take to finish its requests and stop before it is killed."""
+
+
+def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
+    """One worker process: its own socket, then uvicorn until SIGTERM."""
+    import uvicorn
+
+    sock = _reuseport_socket(host, port)
+    uvicorn.Server(uvicorn.Config(app, factory=True, host=host, port=port, **options)).run(sockets=[sock])
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT (and SO_REUSEADDR, as uvicorn binds), not listening."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
