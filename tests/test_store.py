@@ -120,7 +120,7 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
             conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="3"))
         store.close()
         store = Store(database_url)
-        assert store.db.schema_version() == SCHEMA_VERSION == 4
+        assert store.db.schema_version() == SCHEMA_VERSION == 5
         upgraded = store.runs.get(run.id)
         assert upgraded is not None
         assert json.loads(upgraded.pods[0].handle) == json.loads(handle(sleeper.pid, stat[1]))

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bump with every change below; Store refuses a database of a newer version than it knows.
 
 2: runs, pods and metrics (executed tasks); version-1 databases gain them on open.
@@ -30,6 +30,8 @@ SCHEMA_VERSION = 4
 4: pods.handle, the executor's opaque text for a pod, replaces pods.pid, pgid and proc_start (issue 8 item 3);
    older databases gain the column, filled for live pods from their pid and start time (store/handles.py), and
    keep the three old columns, unused and NULL from then on (SQLite cannot drop columns on every version).
+5: runs.seq, stamped by a trigger on every insert and update of a run: the change feed the runner reads instead of
+   every live run each tick (store/feed.py, issue 12 target 5); older databases gain the column and its index.
 """
 
 UNSET_TIME = -1
@@ -165,9 +167,12 @@ runs = Table(
     Column("callback", _text(), nullable=False),
     Column("live", Boolean, nullable=False),
     # live: the runner still has work on this run (not terminal, pods to clean up, or a callback to send).
+    Column("seq", BigInteger, nullable=False, server_default="0"),
+    # seq: when the row last changed, stamped by a trigger (store/feed.py; schema version 5).
 )
 Index("ix_runs_task", runs.c.task_num, runs.c.num)
 Index("ix_runs_live", runs.c.live, runs.c.num)
+Index("ix_runs_seq", runs.c.seq)
 
 pods = Table(
     "pods",

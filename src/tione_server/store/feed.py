@@ -1,0 +1,63 @@
+"""Schema version 5: a change feed on runs, so the runner reads what changed instead of every live run each tick.
+
+Every insert or update of a `runs` row stamps its `seq` column, whoever writes it (an API request, the runner,
+another replica), by a trigger. A reader keeps a cursor and asks for the rows stamped since (`WHERE seq >= c`):
+
+- SQLite has one writer at a time, so `seq` is simply one more than the largest so far: commit order, and a
+  reader's next cursor is the largest `seq` it saw plus one.
+- PostgreSQL commits concurrent transactions in any order, so `seq` is the writing transaction's id
+  (`txid_current()`), and the next cursor is the oldest transaction still running when the read began
+  (`txid_snapshot_xmin`): a row committed later by a transaction older than the read is still at or above it. A
+  row may be read twice this way (never missed), which the runner does not mind.
+
+Deleted runs leave no row to read: the runner learns of them when its own write to one finds it gone, and from
+its periodic sweep (runner.py).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, inspect, text
+
+VERSION = 5
+
+_SQLITE = [
+    """CREATE TRIGGER tione_runs_seq_ai AFTER INSERT ON runs BEGIN
+      UPDATE runs SET seq = (SELECT coalesce(max(seq), 0) + 1 FROM runs) WHERE num = NEW.num;
+    END""",
+    """CREATE TRIGGER tione_runs_seq_au AFTER UPDATE ON runs WHEN NEW.seq IS OLD.seq BEGIN
+      UPDATE runs SET seq = (SELECT coalesce(max(seq), 0) + 1 FROM runs) WHERE num = NEW.num;
+    END""",
+]
+# The inner UPDATE does not fire the update trigger again: SQLite's recursive triggers are off by default, and the
+# WHEN clause skips a write that set seq itself.
+
+_PG = [
+    """CREATE OR REPLACE FUNCTION tione_runs_seq() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      NEW.seq := txid_current();
+      RETURN NEW;
+    END $fn$""",
+    """CREATE OR REPLACE TRIGGER tione_runs_seq BEFORE INSERT OR UPDATE ON runs
+       FOR EACH ROW EXECUTE FUNCTION tione_runs_seq()""",
+]
+
+
+def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> None:
+    """Create the triggers (idempotent); a database older than version 5 first gains `runs.seq` and its index."""
+    if upgrading_from is not None and upgrading_from < VERSION:
+        if "seq" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+            conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN seq BIGINT NOT NULL DEFAULT 0")
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_seq ON runs (seq)")
+    if dialect != "postgresql":
+        for name in ("tione_runs_seq_ai", "tione_runs_seq_au"):
+            conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+    for statement in _PG if dialect == "postgresql" else _SQLITE:
+        conn.execute(text(statement))
+
+
+def horizon(conn: Connection, dialect: str) -> int | None:
+    """PostgreSQL: the next cursor, read before the rows (the oldest transaction still running: every row stamped
+    below it is committed or rolled back). SQLite: None, the next cursor is one past the largest `seq` read."""
+    if dialect != "postgresql":
+        return None
+    return int(conn.exec_driver_sql("SELECT txid_snapshot_xmin(txid_current_snapshot())").scalar_one())
