@@ -147,6 +147,38 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
         store.close()
 
 
+def test_store_upgrade_from_version_4_adds_the_runs_change_feed(database_url: str) -> None:
+    """Schema 5 (issue 12 target 5): an older database gains runs.seq and its trigger, and the feed reads the runs
+    written from then on."""
+    store = Store(database_url)
+    run = Run(num=10, id="train-1-aaaaaaaaaaaa", task_num=1, task_id="train-1", status="RUNNING",
+              charge_status="BILLING", operation="CREATE", requested_at=T)  # fmt: skip
+    store.lifecycle.create(task(1, status="RUNNING"), run, max_active=10)
+    with store.db.engine.begin() as conn:  # make it a version-4 database: no seq, no trigger, no counter
+        if store.db.dialect == "postgresql":
+            conn.execute(text("DROP TRIGGER tione_runs_seq ON runs"))
+        else:
+            conn.execute(text("DROP TRIGGER tione_runs_seq_ai"))
+            conn.execute(text("DROP TRIGGER tione_runs_seq_au"))
+            conn.execute(text("DELETE FROM meta WHERE key = 'runs_seq'"))
+        conn.execute(text("DROP INDEX ix_runs_seq"))
+        conn.execute(text("ALTER TABLE runs DROP COLUMN seq"))
+        conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="4"))
+    store.close()
+    store = Store(database_url)
+    try:
+        assert store.db.schema_version() == SCHEMA_VERSION == 5
+        cursor = store.runs.cursor()
+        assert store.runs.changed(cursor, 10)[0] == []
+        found = store.runs.get(run.id)
+        assert found is not None
+        store.runs.update(found, message="moved")
+        changed, _ = store.runs.changed(cursor, 10)
+        assert [(r.id, r.message) for r, _ in changed] == [(run.id, "moved")]
+    finally:
+        store.close()
+
+
 def test_store_secret_is_made_once_and_shared(database_url: str) -> None:
     """Issue 7 C9: the key sealing log Contexts is the same for every process on the database, even when
     several make it at the same moment, and survives a restart."""

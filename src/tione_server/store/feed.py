@@ -3,8 +3,8 @@
 Every insert or update of a `runs` row stamps its `seq` column, whoever writes it (an API request, the runner,
 another replica), by a trigger. A reader keeps a cursor and asks for the rows stamped since (`WHERE seq >= c`):
 
-- SQLite has one writer at a time, so `seq` is simply one more than the largest so far: commit order, and a
-  reader's next cursor is the largest `seq` it saw plus one.
+- SQLite has one writer at a time, so `seq` is a counter (in `meta`) counted up by each write: commit order, and
+  a reader's next cursor is the largest `seq` it saw plus one.
 - PostgreSQL commits concurrent transactions in any order, so `seq` is the writing transaction's id
   (`txid_current()`), and the next cursor is the oldest transaction still running when the read began
   (`txid_snapshot_xmin`): a row committed later by a transaction older than the read is still at or above it. A
@@ -20,16 +20,20 @@ from sqlalchemy import Connection, inspect, text
 
 VERSION = 5
 
+_NEXT = """UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'runs_seq';
+      UPDATE runs SET seq = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'runs_seq') WHERE num = NEW.num;"""
 _SQLITE = [
-    """CREATE TRIGGER tione_runs_seq_ai AFTER INSERT ON runs BEGIN
-      UPDATE runs SET seq = (SELECT coalesce(max(seq), 0) + 1 FROM runs) WHERE num = NEW.num;
-    END""",
-    """CREATE TRIGGER tione_runs_seq_au AFTER UPDATE ON runs WHEN NEW.seq IS OLD.seq BEGIN
-      UPDATE runs SET seq = (SELECT coalesce(max(seq), 0) + 1 FROM runs) WHERE num = NEW.num;
-    END""",
+    f"CREATE TRIGGER tione_runs_seq_ai AFTER INSERT ON runs BEGIN {_NEXT} END",
+    f"CREATE TRIGGER tione_runs_seq_au AFTER UPDATE ON runs WHEN NEW.seq IS OLD.seq BEGIN {_NEXT} END",
 ]
-# The inner UPDATE does not fire the update trigger again: SQLite's recursive triggers are off by default, and the
-# WHEN clause skips a write that set seq itself.
+# The counter lives in `meta`, not in max(seq): deleting the run written last must not let the next write reuse its
+# seq, which a reader's cursor is already past. The inner UPDATE does not fire the update trigger again: SQLite's
+# recursive triggers are off by default, and the WHEN clause skips a write that set seq itself.
+_SQLITE_COUNTER = """INSERT INTO meta (key, value)
+    SELECT 'runs_seq', (SELECT CAST(coalesce(max(seq), 0) AS TEXT) FROM runs)
+    WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'runs_seq')"""
+CURSOR_SQLITE = "SELECT CAST(value AS INTEGER) + 1 FROM meta WHERE key = 'runs_seq'"
+"""Where the feed stands on SQLite: one past the last seq handed out."""
 
 _PG = [
     """CREATE OR REPLACE FUNCTION tione_runs_seq() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -51,6 +55,7 @@ def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> No
     if dialect != "postgresql":
         for name in ("tione_runs_seq_ai", "tione_runs_seq_au"):
             conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+        conn.execute(text(_SQLITE_COUNTER))
     for statement in _PG if dialect == "postgresql" else _SQLITE:
         conn.execute(text(statement))
 

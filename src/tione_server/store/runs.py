@@ -227,7 +227,7 @@ class Runs:
             after = feed.horizon(conn, self._db.dialect)
             if after is not None:
                 return after
-            return int(conn.execute(select(func.coalesce(func.max(runs.c.seq), 0))).scalar_one()) + 1
+            return int(conn.exec_driver_sql(feed.CURSOR_SQLITE).scalar_one())
 
     def changed(self, cursor: int, limit: int) -> tuple[list[tuple[Run, Task]], int]:
         """Live runs written since `cursor` (at most `limit`, oldest change first), each with its task, and the
