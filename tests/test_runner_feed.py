@@ -69,7 +69,8 @@ def test_idle_running_runs_are_not_observed(h: Harness) -> None:
         h.tick(T0 + at)
     assert h.detail(other)["Status"] == "SUCCEED"
     assert {h.detail(t)["Status"] for t in ids} == {"RUNNING"}
-    assert observed and set(observed) <= {str(h.detail(other)["LatestInstanceId"])}
+    assert observed
+    assert set(observed) <= {str(h.detail(other)["LatestInstanceId"])}
     h.tick(T0 + 3 + 1000)  # the idle ones end on their timeline
     assert {h.detail(t)["Status"] for t in ids} == {"SUCCEED"}
 
@@ -133,11 +134,13 @@ def test_a_missed_change_is_caught_by_the_sweep(h: Harness) -> None:
     for i in range(8):
         h.tick(T0 + 4 + i)
     found = h.store.runs.get(run_id)
-    assert found is not None and found.term_sent_at is None  # the feed never told: not acted on yet
+    assert found is not None
+    assert found.term_sent_at is None
     h.tick(T0 + 4 + RESYNC_INTERVAL)  # the sweep reads it: SIGTERM
     h.tick(T0 + 6 + RESYNC_INTERVAL)
     found = h.store.runs.get(run_id)
-    assert found is not None and found.status == "STOPPED"
+    assert found is not None
+    assert found.status == "STOPPED"
 
 
 def test_a_new_leader_reloads_the_live_runs(h: Harness) -> None:
@@ -165,7 +168,8 @@ def test_a_new_leader_reloads_the_live_runs(h: Harness) -> None:
             if found is not None and found.term_sent_at is not None:
                 break
             time.sleep(0.01)
-        assert found is not None and found.term_sent_at == T0 + 5
+        assert found is not None
+        assert found.term_sent_at == T0 + 5
     finally:
         h.runner.stop()
 
