@@ -311,6 +311,9 @@ def _list_p50(port: int, creds: Credentials, seconds: float) -> float:
     client = HttpClient(port, creds)
     try:
         request = raw_request(creds, client.host, "DescribeTrainingTasks", REGION, {"Limit": 10})
+        reply = client.send(request)
+        if b'"Error"' in reply or b'"TotalCount"' not in reply:
+            raise RuntimeError(f"DescribeTrainingTasks failed: {reply[:300]!r}")
         samples: list[float] = []
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:

@@ -21,6 +21,7 @@ from tione_server.executors.local import LocalExecutor, handle, proc_stat
 from tione_server.models import FieldFilter, Pod, Run, Scope, TagCondition, Task, TaskQuery
 from tione_server.store import Store
 from tione_server.store.database import SchemaTooNew
+from tione_server.store.lifecycle import QuotaExceeded
 from tione_server.store.schema import SCHEMA_VERSION, meta
 
 A = Scope(uin="100000000001", region="ap-guangzhou", project="")
@@ -149,7 +150,7 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
 
 def test_store_upgrade_from_version_4_adds_the_runs_change_feed(database_url: str) -> None:
     """Schema 5 (issue 12 target 5): an older database gains runs.seq and its trigger, and the feed reads the runs
-    written from then on."""
+    written from then on; and runs.scope_id, filled, which the quota counts."""
     store = Store(database_url)
     run = Run(num=10, id="train-1-aaaaaaaaaaaa", task_num=1, task_id="train-1", status="RUNNING",
               charge_status="BILLING", operation="CREATE", requested_at=T)  # fmt: skip
@@ -162,12 +163,23 @@ def test_store_upgrade_from_version_4_adds_the_runs_change_feed(database_url: st
             conn.execute(text("DROP TRIGGER tione_runs_seq_au"))
             conn.execute(text("DELETE FROM meta WHERE key = 'runs_seq'"))
         conn.execute(text("DROP INDEX ix_runs_seq"))
+        conn.execute(text("DROP INDEX ix_runs_scope"))
         conn.execute(text("ALTER TABLE runs DROP COLUMN seq"))
+        conn.execute(text("ALTER TABLE runs DROP COLUMN scope_id"))
         conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="4"))
     store.close()
     store = Store(database_url)
     try:
         assert store.db.schema_version() == SCHEMA_VERSION == 5
+        with store.db.engine.connect() as conn:  # filled from the task: the account's quota counts the run
+            assert (
+                conn.execute(text("SELECT scope_id FROM runs")).scalar_one()
+                == conn.execute(text("SELECT scope_id FROM tasks WHERE num = 1")).scalar_one()
+            )
+        with pytest.raises(QuotaExceeded):
+            store.lifecycle.create(task(2, name="second"), Run(num=20, id="train-2-bbbbbbbbbbbb", task_num=2,
+                task_id="train-2", status="SUBMITTING", charge_status="NOT_BILLING", operation="CREATE",
+                requested_at=T), max_active=1)  # fmt: skip
         cursor = store.runs.cursor()
         assert store.runs.changed(cursor, 10)[0] == []
         found = store.runs.get(run.id)

@@ -393,8 +393,10 @@ class Runner:
             self._adopt(run, task, now)
 
     def _adopt(self, run: Run, task: Task, now: float) -> None:
-        """Take the store's copy of a run and step it on this pass."""
+        """Take the store's copy of a run and step it on this pass, unless it is the copy in memory."""
         before = self._live.get(run.num)
+        if before is not None and before[0] == run:
+            return  # this runner's own write coming back through the feed: nothing new
         if before is not None and len(before[0].pods) != len(run.pods):
             self._specs.pop(run.id, None)
         self._live.put(run, task)

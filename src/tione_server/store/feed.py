@@ -47,11 +47,19 @@ _PG = [
 
 
 def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> None:
-    """Create the triggers (idempotent); a database older than version 5 first gains `runs.seq` and its index."""
+    """Create the triggers (idempotent); a database older than version 5 first gains `runs.seq`, `runs.scope_id`
+    (its task's scope, for the quota count) and their indexes."""
     if upgrading_from is not None and upgrading_from < VERSION:
-        if "seq" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+        columns = {c["name"] for c in inspect(conn).get_columns("runs")}
+        if "seq" not in columns:
             conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN seq BIGINT NOT NULL DEFAULT 0")
+        if "scope_id" not in columns:  # the quota's index (store/lifecycle.py), filled before the triggers exist
+            conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN scope_id INTEGER NOT NULL DEFAULT 0")
+            conn.exec_driver_sql(
+                "UPDATE runs SET scope_id = (SELECT scope_id FROM tasks WHERE tasks.num = runs.task_num)"
+            )
         conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_seq ON runs (seq)")
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_scope ON runs (scope_id, live)")
     if dialect != "postgresql":
         for name in ("tione_runs_seq_ai", "tione_runs_seq_au"):
             conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
