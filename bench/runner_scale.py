@@ -39,7 +39,7 @@ from tione_server.api._generated import CreateTrainingTaskRequest, StopTrainingT
 from tione_server.app import create_app
 from tione_server.config import Settings
 from tione_server.context import Caller, RequestContext
-from tione_server.runner import FAST_INTERVAL
+from tione_server.runner import FAST_INTERVAL, TICK_BUDGET
 from tione_server.store import Store
 
 ACCOUNTS = 100
@@ -78,6 +78,8 @@ CREATES = 3000
 BUSY_RATE = 100.0
 """Creates per second while list latency is measured busy."""
 DRAIN = 2000
+SIMULATE = "0.2,0.2,1"
+"""The server's simulate timeline (submit, start, run seconds): every created task runs through it within 2 s."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ class InProcess:
         """One runner pass `step` seconds after the last; its wall time."""
         self.clock.now += step
         started = time.perf_counter()
-        self.runner.tick()
+        self.runner.tick(budget=TICK_BUDGET)  # as the server's loop ticks
         return time.perf_counter() - started
 
     def settle(self, seconds: float) -> None:
@@ -336,7 +338,7 @@ def _server(url: str, work: Path) -> tuple[float, int, float, float]:
     finally:
         store.close()
     creds = [Credentials(k.secret_id, k.secret_key) for k in keys]
-    os.environ["TIONE_SIMULATE_SECONDS"] = "0.2,0.2,1"
+    os.environ["TIONE_SIMULATE_SECONDS"] = SIMULATE
     extra = ["--executor", "simulate", "--catalogue", str(catalogue), "--data-dir", str(work / "data")]
     with tione_server(url, work / "server", extra=extra) as server:
         host = server.host

@@ -102,10 +102,15 @@ class LiveSet:
         found += self._every
         return sorted(set(found))
 
-    def has_due(self, now: float) -> bool:
-        """Whether a run's time has come that was not stepped yet (a batch left it)."""
-        self._drop_stale()
-        return bool(self._heap) and self._heap[0][0] <= now
+    def every_pass(self, num: int) -> bool:
+        """Whether the run is looked at on every pass."""
+        return num in self._every
+
+    def defer(self, nums: list[int], now: float) -> None:
+        """Runs `due` returned that were not stepped: due again at once (every-pass runs stay so)."""
+        for num in nums:
+            if num not in self._every and num in self._items:
+                self.due_at(num, now)
 
     def next_due(self) -> float:
         """When the next run needs a look (infinity: none does)."""

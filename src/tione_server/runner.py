@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -72,6 +73,14 @@ STEP_BATCH = 256
 the rest follow on the next quick ticks."""
 GRANT_BATCH = 128
 """Most PENDING runs granted capacity in one tick, for the same reason."""
+FOLD_INTERVAL = 0.1
+"""Seconds between folds of the task count changes (a write transaction): often enough that what every list adds
+stays small, not on every quick pass of a busy runner."""
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread waiting for the GIL waits at most while the runner's thread holds it (sys.setswitchinterval)."""
+TICK_BUDGET = 0.01
+"""Seconds of stepping and granting one tick may spend before leaving the rest to the next (runs an executor wants
+looked at on every pass excepted): list latency stays flat while the runner is busy (issue 12 target 5)."""
 FEED_BATCH = 1024
 """Most changed runs read from the store's change feed in one tick."""
 RESYNC_INTERVAL = 60.0
@@ -258,6 +267,8 @@ class Runner:
         self._specs: dict[str, tuple[int, RunSpec]] = {}
         """run_spec by run id, with the pod count it was built for (a run's definition never changes)."""
         self._round_kept: Round | None = None
+        self._deadline = 0.0
+        self._folded_at = -math.inf
         self._held: dict[int, tuple[Hold, ...]] = {}
         """What each holding run holds, as counted in the granting round."""
 
@@ -265,6 +276,9 @@ class Runner:
 
     def start(self) -> None:
         """Run `tick` in a daemon thread until `stop`."""
+        # The loop shares the API's process: a request waiting for the GIL while a tick runs Python code gets it
+        # after at most this long (the default, 5 ms, is several list requests' worth; issue 12 target 5).
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._stopped.clear()
         self._thread = threading.Thread(target=self._loop, name="tione-runner", daemon=True)
         self._thread.start()
@@ -293,14 +307,18 @@ class Runner:
             changed = False
             if self.is_leader():
                 try:
-                    changed = self.tick()
+                    changed = self.tick(budget=TICK_BUDGET)
                 except Exception:  # a bad tick (database away, a bug) must not end the loop
                     log.exception("runner tick failed")
                     self.forget()  # what it read may be half applied: start again from the store
             elif self._live.loaded:
                 self.forget()
+            ended = time.monotonic()
             self._wake.wait(self._pause(changed))
             self._wake.clear()
+            rest = FAST_INTERVAL - (time.monotonic() - ended)
+            if rest > 0:  # woken at once (a burst of creates): one pass for the lot, not one per request
+                self._stopped.wait(rest)
 
     def _pause(self, changed: bool) -> float:
         """Seconds until the next tick: soon after a change, else until the next run is due (at most `interval`)."""
@@ -310,7 +328,7 @@ class Runner:
 
     # -- one pass -------------------------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> bool:
+    def tick(self, now: float | None = None, *, budget: float = math.inf) -> bool:
         """One reconcile pass at time `now` (default: the clock); True when any run or pod changed.
 
         It steps the runs that changed in the store since the last pass (the change feed), those whose time has
@@ -326,7 +344,12 @@ class Runner:
         live = self._live
         changed = False
         stepped: list[int] = []
-        for num in live.due(now, STEP_BATCH):
+        self._deadline = time.perf_counter() + budget
+        due = live.due(now, STEP_BATCH)
+        for i, num in enumerate(due):
+            if self._spent() and not live.every_pass(num):
+                live.defer(due[i:], now)  # the rest on the next pass, soon
+                break
             item = live.get(num)
             if item is None:
                 continue
@@ -358,10 +381,12 @@ class Runner:
                 self._placer.sweep({run.id for run, _ in live.items()})
             except Exception:
                 log.exception("runner: sweeping the executor's leftovers failed")
-        try:
-            self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
-        except Exception:
-            log.exception("runner: folding task counts failed")
+        if not now - FOLD_INTERVAL < self._folded_at <= now:
+            self._folded_at = now
+            try:
+                self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
+            except Exception:
+                log.exception("runner: folding task counts failed")
         self._busy = live.busy(self._backoff)
         return changed
 
@@ -558,7 +583,7 @@ class Runner:
         granted: list[int] = []
         for queue in live.queues():
             for num in queue:
-                if len(granted) >= GRANT_BATCH:
+                if len(granted) >= GRANT_BATCH or self._spent():
                     live.wants_schedule = True  # the rest on the next pass
                     break
                 run, task = live[num]
@@ -581,6 +606,10 @@ class Runner:
                 if offer.slots is None:
                     self._say(item[0], offer.message)
         return granted
+
+    def _spent(self) -> bool:
+        """Whether this tick has used its TICK_BUDGET."""
+        return time.perf_counter() > self._deadline
 
     def _say(self, run: Run, message: str) -> None:
         """Set a PENDING run's Message when it changed."""
