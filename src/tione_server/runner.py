@@ -78,7 +78,7 @@ FOLD_INTERVAL = 0.1
 stays small, not on every quick pass of a busy runner."""
 SWITCH_INTERVAL = 0.001
 """Seconds a thread waiting for the GIL waits at most while the runner's thread holds it (sys.setswitchinterval)."""
-TICK_BUDGET = 0.01
+TICK_BUDGET = 0.02
 """Seconds of stepping and granting one tick may spend before leaving the rest to the next (runs an executor wants
 looked at on every pass excepted): list latency stays flat while the runner is busy (issue 12 target 5)."""
 FEED_BATCH = 1024
