@@ -209,6 +209,7 @@ def test_training_task_waits_pending_for_capacity(tmp_path: Path, sqlite_url: st
         assert _list_item(srv, second)["Message"] == waiting["Message"]
         assert [p["Status"] for p in pods(srv, second)["PodInfoList"]] == ["PENDING"]
         # Stopping a PENDING task needs no teardown.
+        wait_status(srv, third, "PENDING")  # the runner has taken it in (it may pass a little after the second)
         srv.call("StopTrainingTask", {"Id": third})
         assert wait_status(srv, third, *TERMINAL)["Status"] == "STOPPED"
         assert [p["Status"] for p in pods(srv, third)["PodInfoList"]] == ["TERMINATED"]

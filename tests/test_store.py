@@ -21,6 +21,7 @@ from tione_server.executors.local import LocalExecutor, handle, proc_stat
 from tione_server.models import FieldFilter, Pod, Run, Scope, TagCondition, Task, TaskQuery
 from tione_server.store import Store
 from tione_server.store.database import SchemaTooNew
+from tione_server.store.lifecycle import QuotaExceeded
 from tione_server.store.schema import SCHEMA_VERSION, meta
 from tione_server.store.tasks import TASK_COLUMNS
 
@@ -172,6 +173,49 @@ def test_store_upgrade_from_version_3_gives_live_pods_a_handle(database_url: str
     finally:
         sleeper.kill()
         sleeper.wait()
+        store.close()
+
+
+def test_store_upgrade_from_version_4_adds_the_runs_change_feed(database_url: str) -> None:
+    """Schema 5 (issue 12 target 5): an older database gains runs.seq and its trigger, and the feed reads the runs
+    written from then on; and runs.scope_id, filled, which the quota counts."""
+    store = Store(database_url)
+    run = Run(num=10, id="train-1-aaaaaaaaaaaa", task_num=1, task_id="train-1", status="RUNNING",
+              charge_status="BILLING", operation="CREATE", requested_at=T)  # fmt: skip
+    store.lifecycle.create(task(1, status="RUNNING"), run, max_active=10)
+    with store.db.engine.begin() as conn:  # make it a version-4 database: no seq, no trigger, no counter
+        if store.db.dialect == "postgresql":
+            conn.execute(text("DROP TRIGGER tione_runs_seq ON runs"))
+        else:
+            conn.execute(text("DROP TRIGGER tione_runs_seq_ai"))
+            conn.execute(text("DROP TRIGGER tione_runs_seq_au"))
+            conn.execute(text("DELETE FROM meta WHERE key = 'runs_seq'"))
+        conn.execute(text("DROP INDEX ix_runs_seq"))
+        conn.execute(text("DROP INDEX ix_runs_scope"))
+        conn.execute(text("ALTER TABLE runs DROP COLUMN seq"))
+        conn.execute(text("ALTER TABLE runs DROP COLUMN scope_id"))
+        conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="4"))
+    store.close()
+    store = Store(database_url)
+    try:
+        assert store.db.schema_version() == SCHEMA_VERSION == 5
+        with store.db.engine.connect() as conn:  # filled from the task: the account's quota counts the run
+            assert (
+                conn.execute(text("SELECT scope_id FROM runs")).scalar_one()
+                == conn.execute(text("SELECT scope_id FROM tasks WHERE num = 1")).scalar_one()
+            )
+        with pytest.raises(QuotaExceeded):
+            store.lifecycle.create(task(2, name="second"), Run(num=20, id="train-2-bbbbbbbbbbbb", task_num=2,
+                task_id="train-2", status="SUBMITTING", charge_status="NOT_BILLING", operation="CREATE",
+                requested_at=T), max_active=1)  # fmt: skip
+        cursor = store.runs.cursor()
+        assert store.runs.changed(cursor, 10)[0] == []
+        found = store.runs.get(run.id)
+        assert found is not None
+        store.runs.update(found, message="moved")
+        changed, _ = store.runs.changed(cursor, 10)
+        assert [(r.id, r.message) for r, _ in changed] == [(run.id, "moved")]
+    finally:
         store.close()
 
 

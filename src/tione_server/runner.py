@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -26,8 +28,18 @@ from typing import Any, Protocol
 
 from tione_server.callbacks import callback_body
 from tione_server.events import state_changed
-from tione_server.executors.base import Executor, LaunchError, Observation, Placement, Placer, RunSpec, Submission
+from tione_server.executors.base import (
+    Executor,
+    Foresight,
+    LaunchError,
+    Observation,
+    Placement,
+    Placer,
+    RunSpec,
+    Submission,
+)
 from tione_server.executors.plan import plan_pods, pod_config, run_spec
+from tione_server.liveset import LiveSet
 from tione_server.models import (
     LIVE_POD_STATUSES,
     TERMINAL_STATUSES,
@@ -40,7 +52,7 @@ from tione_server.models import (
     TaskStatus,
     runtime_seconds,
 )
-from tione_server.scheduling import WAITING, Demand, Hold, Scheduler, Slot
+from tione_server.scheduling import NEVER_FITS, WAITING, Demand, Hold, Round, Scheduler, Slot
 from tione_server.store import Store
 
 log = logging.getLogger("tione_server.runner")
@@ -56,6 +68,25 @@ SUBMIT_GIVE_UP = 300.0
 INTERNAL = "cannot prepare the run: internal error (see the server log)"
 SWEEP_INTERVAL = 30.0
 """Seconds between sweeps of what a Placer executor holds for runs the store no longer has live (issue 10 item 5)."""
+STEP_BATCH = 256
+"""Most runs stepped in one tick (issue 12 target 5): the runner shares the API's process, so a tick stays short and
+the rest follow on the next quick ticks."""
+GRANT_BATCH = 128
+"""Most PENDING runs granted capacity in one tick, for the same reason."""
+FOLD_INTERVAL = 0.1
+"""Seconds between folds of the task count changes (a write transaction): often enough that what every list adds
+stays small, not on every quick pass of a busy runner."""
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread waiting for the GIL waits at most while the runner's thread holds it (sys.setswitchinterval)."""
+TICK_BUDGET = 0.02
+"""Seconds of stepping and granting one tick may spend before leaving the rest to the next (runs an executor wants
+looked at on every pass excepted): list latency stays flat while the runner is busy (issue 12 target 5)."""
+FEED_BATCH = 1024
+"""Most changed runs read from the store's change feed in one tick."""
+RESYNC_INTERVAL = 60.0
+"""Seconds between safety sweeps that compare the in-memory live set with the store, a page per tick: they catch
+whatever the change feed could not tell (a run deleted with its task, a write that bypassed the feed)."""
+RESYNC_PAGE = 500
 LAUNCH_BATCH = 64
 """Most pods of one run launched per tick (issue 7 B4): a task the catalogue allows thousands of pods starts over
 several quick ticks, and every other run still moves on each of them."""
@@ -122,6 +153,10 @@ def _failure(pod: Pod) -> str:
     if pod.reason:  # what the executor knows of the exit (issue 9 item 3: "was killed: out of memory ...")
         return f"{pod.suffix} {pod.reason}"
     return f"{pod.suffix} exited with code {pod.exit_code}"
+
+
+def _pods_live(run: Run) -> bool:
+    return any(p.status in LIVE_POD_STATUSES for p in run.pods)
 
 
 def _holds(run: Run) -> bool:
@@ -225,12 +260,25 @@ class Runner:
         self._backoff: dict[str, Backoff] = {}
         """Runs waiting to retry a failed step, by run id; memory only (a restart simply tries again)."""
         self._placer = executor if isinstance(executor, Placer) else None
+        self._foresight = executor if isinstance(executor, Foresight) else None
         self._swept_at = 0.0
+        self._live = LiveSet()
+        """The store's live runs as this runner last read them; `tick` keeps it current from the change feed."""
+        self._specs: dict[str, tuple[int, RunSpec]] = {}
+        """run_spec by run id, with the pod count it was built for (a run's definition never changes)."""
+        self._round_kept: Round | None = None
+        self._deadline = 0.0
+        self._folded_at = -math.inf
+        self._held: dict[int, tuple[Hold, ...]] = {}
+        """What each holding run holds, as counted in the granting round."""
 
     # -- the background loop --------------------------------------------------------------------
 
     def start(self) -> None:
         """Run `tick` in a daemon thread until `stop`."""
+        # The loop shares the API's process: a request waiting for the GIL while a tick runs Python code gets it
+        # after at most this long (the default, 5 ms, is several list requests' worth; issue 12 target 5).
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._stopped.clear()
         self._thread = threading.Thread(target=self._loop, name="tione-runner", daemon=True)
         self._thread.start()
@@ -246,25 +294,67 @@ class Runner:
         """Tick soon: an API handler changed something."""
         self._wake.set()
 
+    def forget(self) -> None:
+        """Drop the in-memory live set: the next tick reloads it whole (leadership lost, and perhaps regained
+        after another replica changed runs)."""
+        self._live = LiveSet()
+        self._specs.clear()
+        self._round_kept = None
+        self._held.clear()
+
     def _loop(self) -> None:
         while not self._stopped.is_set():
             changed = False
             if self.is_leader():
                 try:
-                    changed = self.tick()
+                    changed = self.tick(budget=TICK_BUDGET)
                 except Exception:  # a bad tick (database away, a bug) must not end the loop
                     log.exception("runner tick failed")
-            self._wake.wait(FAST_INTERVAL if changed or self._busy else self.interval)
+                    self.forget()  # what it read may be half applied: start again from the store
+            elif self._live.loaded:
+                self.forget()
+            ended = time.monotonic()
+            self._wake.wait(self._pause(changed))
             self._wake.clear()
+            rest = FAST_INTERVAL - (time.monotonic() - ended)
+            if rest > 0:  # woken at once (a burst of creates): one pass for the lot, not one per request
+                self._stopped.wait(rest)
+
+    def _pause(self, changed: bool) -> float:
+        """Seconds until the next tick: soon after a change, else until the next run is due (at most `interval`)."""
+        if changed or self._busy:
+            return FAST_INTERVAL
+        return min(self.interval, max(FAST_INTERVAL, self._live.next_due() - self.clock()))
 
     # -- one pass -------------------------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> bool:
-        """One reconcile pass at time `now` (default: the clock); True when any run or pod changed."""
+    def tick(self, now: float | None = None, *, budget: float = math.inf) -> bool:
+        """One reconcile pass at time `now` (default: the clock); True when any run or pod changed.
+
+        It steps the runs that changed in the store since the last pass (the change feed), those whose time has
+        come (the executor's `next_change`, a retry, a SIGKILL due) and, for executors without foresight, every
+        live run; then grants capacity when some could be placed. Its cost follows the changes, not the number of
+        live runs (issue 12 target 5)."""
         now = self.clock() if now is None else now
-        items = self.store.runs.live()
+        if not self._live.loaded:
+            self._reload(now)
+        else:
+            self._read_changes(now)
+        self._resync(now)
+        live = self._live
         changed = False
-        for run, task in items:
+        stepped: list[int] = []
+        self._deadline = time.perf_counter() + budget
+        due = live.due(now, STEP_BATCH)
+        for i, num in enumerate(due):
+            if self._spent() and not live.every_pass(num):
+                live.defer(due[i:], now)  # the rest on the next pass, soon
+                break
+            item = live.get(num)
+            if item is None:
+                continue
+            run, task = item
+            stepped.append(num)
             waiting = self._backoff.get(run.id)
             if waiting is not None and waiting.status != run.status:
                 del self._backoff[run.id]  # a new status is a new step (e.g. stopped while its launch kept failing)
@@ -278,25 +368,147 @@ class Runner:
             else:
                 if waiting is not None and run.status != TaskStatus.SUBMITTING:  # _submit keeps its own
                     self._backoff.pop(run.id, None)
-        live = {run.id for run, _ in items}
-        for run_id in [r for r in self._backoff if r not in live]:
-            del self._backoff[run_id]
-        changed |= self._schedule(items, now)
-        self._finish_bookkeeping(items, now)
+            live.refresh(num)  # a run just PENDING is granted capacity on this same pass,
+            self._track_capacity(run)  # and capacity just given back is granted again on it
+        granted = self._schedule(now)
+        changed |= bool(granted)
+        self._finish_bookkeeping([*stepped, *granted], now)
+        for num in [*stepped, *granted]:
+            self._plan(num, now)
         if self._placer is not None and now - self._swept_at >= SWEEP_INTERVAL:
             self._swept_at = now
             try:
-                self._placer.sweep(live)
+                self._placer.sweep({run.id for run, _ in live.items()})
             except Exception:
                 log.exception("runner: sweeping the executor's leftovers failed")
-        try:
-            self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
-        except Exception:
-            log.exception("runner: folding task counts failed")
-        self._busy = any(
-            r.status in (TaskStatus.SUBMITTING, TaskStatus.STARTING) and r.id not in self._backoff for r, _ in items
-        )
+        if not now - FOLD_INTERVAL < self._folded_at <= now:
+            self._folded_at = now
+            try:
+                self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
+            except Exception:
+                log.exception("runner: folding task counts failed")
+        self._busy = live.busy(self._backoff)
         return changed
+
+    # -- the live set -----------------------------------------------------------------------------
+
+    def _reload(self, now: float) -> None:
+        """Read every live run (on start, and when leadership is gained again); all are stepped on this pass."""
+        self.forget()
+        cursor = self.store.runs.cursor()  # first: a change made during the load is read again, never lost
+        self._live = LiveSet(loaded=True, cursor=cursor)
+        self._live.resynced_at = now
+        for run, task in self.store.runs.live():
+            self._adopt(run, task, now)
+        live_ids = {run.id for run, _ in self._live.items()}
+        for run_id in [r for r in self._backoff if r not in live_ids]:
+            del self._backoff[run_id]
+
+    def _read_changes(self, now: float) -> None:
+        """Runs written since the last pass, by anyone (the API, this runner, another replica): stepped now."""
+        live = self._live
+        found, live.cursor = self.store.runs.changed(live.cursor, FEED_BATCH)
+        if live.suspects:
+            suspects, live.suspects = live.suspects, set()
+            again = self.store.runs.of_nums(sorted(suspects))
+            for num in suspects - {run.num for run, _ in again}:
+                self._drop(num)  # deleted with its task, or no longer live
+            found += again
+        for run, task in found:
+            self._adopt(run, task, now)
+
+    def _adopt(self, run: Run, task: Task, now: float) -> None:
+        """Take the store's copy of a run and step it on this pass, unless it is the copy in memory."""
+        before = self._live.get(run.num)
+        if before is not None and before[0] == run:
+            return  # this runner's own write coming back through the feed: nothing new
+        if before is not None and len(before[0].pods) != len(run.pods):
+            self._specs.pop(run.id, None)
+        self._live.put(run, task)
+        self._track_capacity(run)
+        self._live.due_at(run.num, now)
+
+    def _resync(self, now: float) -> None:
+        """The safety sweep: one page of the store's live runs compared with memory, every RESYNC_INTERVAL."""
+        live = self._live
+        if live.resync_from is None:
+            if now - live.resynced_at < RESYNC_INTERVAL:
+                return
+            live.resync_from = 0
+        page = self.store.runs.live_page(live.resync_from, RESYNC_PAGE)
+        upto = page[-1][0].num if len(page) == RESYNC_PAGE else None
+        seen = {run.num for run, _ in page}
+        for num in live.nums_in(live.resync_from, upto):
+            if num not in seen:  # gone from the store (its task deleted) or no longer live
+                self._drop(num)
+        for run, task in page:
+            mine = live.get(run.num)
+            if mine is None or mine[0] != run:
+                log.info("runner: run %s changed without the change feed telling; resynced", run.id)
+                self._adopt(run, task, now)
+        if upto is None:
+            live.resync_from, live.resynced_at = None, now
+        else:
+            live.resync_from = upto
+
+    def _drop(self, num: int) -> None:
+        item = self._live.pop(num)
+        if item is not None:
+            self._backoff.pop(item[0].id, None)
+            self._specs.pop(item[0].id, None)
+            self._track_capacity(item[0], gone=True)
+
+    def _plan(self, num: int, now: float) -> None:
+        """After a step: when to look at the run again, or drop it once the runner has nothing left to do."""
+        item = self._live.get(num)
+        if item is None:
+            return
+        run, task = item
+        self._track_capacity(run)
+        if run.status in TERMINAL_STATUSES and not run.callback and not _pods_live(run):
+            self._drop(num)
+            return
+        self._live.refresh(num)
+        if run.status == TaskStatus.PENDING:
+            self._live.due_at(num, math.inf)  # granting capacity moves it, not time
+            return
+        due = self._next_look(run, task, now)
+        waiting = self._backoff.get(run.id)
+        if waiting is not None and waiting.status == run.status:
+            due = max(due, waiting.next_at) if due is not None else due
+        self._live.due_at(num, due)
+
+    def _next_look(self, run: Run, task: Task, now: float) -> float | None:
+        """When the run may need a step without anyone changing it; None: on every pass."""
+        if self._foresight is None:
+            return None
+        if run.status in (TaskStatus.STARTING, TaskStatus.RUNNING) and any(p.launched_at is None for p in run.pods):
+            return now  # more pods to launch
+        if run.status in TERMINAL_STATUSES and not any(p.status in LIVE_POD_STATUSES for p in run.pods):
+            return now  # a callback still to send
+        try:
+            due = self._foresight.next_change(self._spec(run, task), run, now)
+        except Exception:
+            log.exception("runner: asking when run %s changes next failed", run.id)
+            return None
+        if due is None:
+            return None
+        if (
+            run.term_sent_at is not None
+            and not run.kill_sent
+            and (run.status == TaskStatus.STOPPING or run.status in TERMINAL_STATUSES)
+        ):
+            due = min(due, run.term_sent_at + self.grace)  # SIGKILL after the grace period
+        return due
+
+    def _spec(self, run: Run, task: Task) -> RunSpec:
+        """run_spec, built once per run (and again once its pods are planned)."""
+        cached = self._specs.get(run.id)
+        if cached is not None and cached[0] == len(run.pods):
+            return cached[1]
+        spec = run_spec(run, task)
+        self._specs[run.id] = (len(run.pods), spec)
+        return spec
 
     def _failed_step(self, run: Run, now: float) -> None:
         """Log a step that raised and put the run on backoff (the caller is in an `except` block)."""
@@ -316,7 +528,7 @@ class Runner:
         return False
 
     def _submit(self, run: Run, task: Task, now: float) -> bool:
-        spec = run_spec(run, task)
+        spec = self._spec(run, task)
         try:
             result = self.executor.submit(spec, now)
         except Exception:  # a bug or the machine: retried like a transient failure, never in a tight loop
@@ -350,56 +562,107 @@ class Runner:
         """store.transition, and a log line when it happened (issue 7 F16)."""
         before = run.status
         if not self.store.runs.transition(run, expected, **fields):
+            self._live.suspects.add(run.num)  # changed meanwhile (the feed tells how) or deleted: read it again
             return False
         state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
         return True
 
     # -- capacity (spec §6.2: PENDING until capacity, granted in submission order; scheduling.py decides) -------
 
-    def _schedule(self, items: list[tuple[Run, Task]], now: float) -> bool:
-        pending = [(r, t) for r, t in items if r.status == TaskStatus.PENDING]
-        if not pending:
-            return False
+    def _schedule(self, now: float) -> list[int]:
+        """Grant capacity to PENDING runs; the numbers of those granted. Each pool's queue is walked from its head
+        until a run must wait, and only when something that may let one in happened since the last pass."""
+        live = self._live
         if self._placer is not None:
-            return self._schedule_placed(self._placer, pending, now)
-        plan = self.scheduler.round(hold for r, _ in items if _holds(r) for hold in _holds_of(r))
-        changed = False
-        for run, task in pending:
-            demands = _demands(run, task)
-            offer = plan.offer(run.pool, demands)
-            if offer.slots is None:
-                if run.message != offer.message:
-                    self.store.runs.update(run, message=offer.message)
-                continue
-            for pod, slot in zip(run.pods, offer.slots, strict=True):
-                pod.node = slot.node
-            if self._grant(run, task, now):
-                plan.take(run.pool, offer.slots, demands)
-                changed = True
-        return changed
+            return self._schedule_placed(self._placer, live.pending(), now)
+        if not live.wants_schedule:
+            return []
+        live.wants_schedule = False
+        plan = self._round()
+        plan.next_pass()
+        granted: list[int] = []
+        for queue in live.queues():
+            for num in queue:
+                if len(granted) >= GRANT_BATCH or self._spent():
+                    live.wants_schedule = True  # the rest on the next pass
+                    break
+                run, task = live[num]
+                demands = _demands(run, task)
+                offer = plan.offer(run.pool, demands)
+                if offer.slots is None:
+                    self._say(run, offer.message)
+                    if offer.message == NEVER_FITS:
+                        continue  # never fits: it does not hold up the runs behind it
+                    break
+                for pod, slot in zip(run.pods, offer.slots, strict=True):
+                    pod.node = slot.node
+                if self._grant(run, task, now):
+                    self._track_capacity(run)  # counted in the round at once, for the offers after it
+                    granted.append(num)
+        for num in live.take_arrivals():  # runs queued behind a waiting one: say why they wait
+            item = live.get(num)
+            if item is not None and item[0].status == TaskStatus.PENDING:
+                offer = plan.offer(item[0].pool, _demands(*item))
+                if offer.slots is None:
+                    self._say(item[0], offer.message)
+        return granted
 
-    def _schedule_placed(self, placer: Placer, pending: list[tuple[Run, Task]], now: float) -> bool:
+    def _spent(self) -> bool:
+        """Whether this tick has used its TICK_BUDGET."""
+        return time.perf_counter() > self._deadline
+
+    def _say(self, run: Run, message: str) -> None:
+        """Set a PENDING run's Message when it changed."""
+        if run.message != message and not self.store.runs.update(run, message=message):
+            self._live.suspects.add(run.num)
+
+    def _round(self) -> Round:
+        """The granting round over what live runs hold, kept from pass to pass and built again only when what
+        was given back cannot be subtracted exactly (GPU units)."""
+        if self._round_kept is None:
+            self._round_kept = self.scheduler.round(h for holds in self._held.values() for h in holds)
+        return self._round_kept
+
+    def _track_capacity(self, run: Run, *, gone: bool = False) -> None:
+        """Keep what the run holds counted: added when it starts holding, given back when it stops."""
+        holds = None if gone or not _holds(run) else tuple(_holds_of(run))
+        before = self._held.get(run.num)
+        if holds == before:
+            return
+        if holds is None:
+            del self._held[run.num]
+        else:
+            self._held[run.num] = holds
+        if before is not None:
+            self._live.wants_schedule = True  # capacity given back: a waiting run may fit now
+            if self._round_kept is not None and not self._round_kept.release(before):
+                self._round_kept = None
+        if holds is not None and self._round_kept is not None:
+            self._round_kept.hold(holds)
+
+    def _schedule_placed(self, placer: Placer, pending: list[int], now: float) -> list[int]:
         """Issue 10 item 2: the cluster decides (a Ray placement group per run); runs of a pool are asked in
         submission order, and one that waits holds up the later ones unless it can never fit."""
         blocked: set[str] = set()
-        changed = False
-        for run, task in pending:
+        granted: list[int] = []
+        for num in pending:
+            run, task = self._live[num]
             if run.pool in blocked:
                 placed = Placement(False, WAITING)
             else:
                 try:
-                    placed = placer.place(run_spec(run, task), run, now)
+                    placed = placer.place(self._spec(run, task), run, now)
                 except Exception:
                     log.exception("runner: placing run %s failed", run.id)
                     placed = Placement(False, WAITING)
             if not placed.ready:
                 if placed.blocks:
                     blocked.add(run.pool)
-                if run.message != placed.message:
-                    self.store.runs.update(run, message=placed.message)
+                self._say(run, placed.message)
                 continue
-            changed |= self._grant(run, task, now)
-        return changed
+            if self._grant(run, task, now):
+                granted.append(num)
+        return granted
 
     def _grant(self, run: Run, task: Task, now: float) -> bool:
         """PENDING -> STARTING (billing starts for postpaid tasks) and launch the first pods."""
@@ -417,7 +680,7 @@ class Runner:
         return True
 
     def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float) -> None:
-        spec = run_spec(run, task)
+        spec = self._spec(run, task)
         try:
             handles = self.executor.launch(spec, pods, now)
         except LaunchError as err:
@@ -467,7 +730,7 @@ class Runner:
         return changed
 
     def _watch(self, run: Run, task: Task, now: float) -> bool:
-        spec = run_spec(run, task)
+        spec = self._spec(run, task)
         seen = self.executor.observe(spec, run, now)
         # Pods not launched yet (the rest of a large run, or a crash between granting capacity and starting them).
         missing = [p for p in run.pods if p.launched_at is None and p.name not in seen]
@@ -502,7 +765,7 @@ class Runner:
         return True
 
     def _stopping(self, run: Run, task: Task, now: float) -> bool:
-        spec = run_spec(run, task)
+        spec = self._spec(run, task)
         seen = self.executor.observe(spec, run, now)
         changed_pods = self._apply(run, seen, now, ending=PodStatus.TERMINATED)
         for p in run.pods:
@@ -521,7 +784,7 @@ class Runner:
         live = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if not live:
             return False
-        spec = run_spec(run, task)
+        spec = self._spec(run, task)
         ending = PodStatus.SUCCEEDED if run.status == TaskStatus.SUCCEED else PodStatus.TERMINATED
         seen = self.executor.observe(spec, run, now)
         changed_pods = self._apply(run, seen, now, ending=ending)
@@ -582,8 +845,12 @@ class Runner:
         }.get(status, (10004, reason))
         return {"task_name": "Start", "code": code, "message": message, "total_time": at - run.requested_at}
 
-    def _finish_bookkeeping(self, items: list[tuple[Run, Task]], now: float) -> None:
-        for run, task in items:
+    def _finish_bookkeeping(self, nums: Sequence[int], now: float) -> None:
+        for num in nums:
+            item = self._live.get(num)
+            if item is None:
+                continue
+            run, task = item
             if run.callback:
                 self._send(run, task, now)
             if (

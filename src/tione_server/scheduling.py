@@ -365,6 +365,27 @@ class Round:
         for slot, need in zip(slots, demands, strict=True):
             self._hold(pool, slot, need)
 
+    def hold(self, holds: Iterable[Hold]) -> None:
+        """Count what more placed pods hold (a round kept from pass to pass, issue 12 target 5)."""
+        for h in holds:
+            self._hold(h.pool, h.slot, h.demand)
+
+    def release(self, holds: Sequence[Hold]) -> bool:
+        """Give back what `hold` counted, when that is exact: cores and memory are; GPU units counted without
+        recorded cards are not (which cards they took depended on the order), so False: build a new round."""
+        if any(h.demand.gpu for h in holds):
+            return False
+        for h in holds:
+            free = self._free.get(h.pool, {}).get(h.slot.node)
+            if free is not None and not h.demand.empty:
+                free.cpu += h.demand.cpu
+                free.memory += h.demand.memory
+        return True
+
+    def next_pass(self) -> None:
+        """Start a new granting pass over the same holdings: no pool is blocked yet."""
+        self._blocked.clear()
+
     def _hold(self, pool: str, slot: Slot, need: Demand) -> None:
         free = self._free.get(pool, {}).get(slot.node)
         if free is not None and not need.empty:  # a node gone from the pool holds nothing of it any more

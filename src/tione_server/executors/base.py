@@ -193,3 +193,16 @@ class Placer(Protocol):
     def sweep(self, live: Collection[str]) -> None:
         """Remove whatever the executor holds for runs not in `live` (the store's live runs)."""
         ...
+
+
+@runtime_checkable
+class Foresight(Protocol):
+    """An executor that knows when a run may next look different (issue 12 target 5), so the runner looks at a run
+    only then, or when the run changes in the store, instead of on every pass. Executors without it are asked
+    about every live run on every pass, the default."""
+
+    def next_change(self, spec: RunSpec, run: Run, now: float) -> float | None:
+        """The earliest time after which `submit` (for a SUBMITTING run) or `observe` of `run` may answer
+        differently from `now`, if nothing else happens to the run (a launch, a signal: the runner looks again
+        after those anyway); `math.inf` for never, None when it cannot tell (then: every pass)."""
+        ...

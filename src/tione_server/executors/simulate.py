@@ -13,6 +13,7 @@ restart and pods need no handle.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,6 +111,29 @@ class SimulateExecutor(FileBackedRuns):
             else:
                 found[pod.name] = Observation("PENDING")
         return found
+
+    def next_change(self, spec: RunSpec, run: Run, now: float) -> float | None:
+        """The next event on the run's timeline after `now` (ready to submit, a pod running, a pod exiting):
+        everything is computed from stored times, so the runner needs to look only then."""
+        if not run.pods:  # SUBMITTING: ready once its time has come
+            return spec.requested_at + self.submit_seconds
+        by_name = {p.name: p for p in spec.pods}
+        duration = self._run_seconds(spec)
+        upcoming = math.inf
+        for pod in run.pods:
+            if pod.launched_at is None:
+                continue
+            ps = by_name.get(pod.name)
+            started = pod.launched_at + self.start_seconds
+            ended = math.inf
+            if ps is not None and ps.command != IDLE and not _waits(spec, ps):
+                ended = started + duration
+            if run.term_sent_at is not None:
+                ended = min(ended, run.term_sent_at if run.kill_sent else run.term_sent_at + self.stop_seconds)
+            for event in (min(started, ended), ended):
+                if now < event < upcoming:
+                    upcoming = event
+        return upcoming
 
     def signal(self, spec: RunSpec, run: Run, pods: Sequence[Pod], *, kill: bool, now: float) -> None:
         # Lines the timeline had scheduled after the stop never happen.

@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
-from tione_server.store import counts, handles, revisions
+from tione_server.store import counts, feed, handles, revisions
 from tione_server.store.readers import AsyncReaders, Readers
 from tione_server.store.schema import SCHEMA_VERSION, meta, metadata
 from tione_server.store.urls import DatabaseError, connect_error, normalise_url
@@ -179,11 +179,13 @@ class Database:
             elif int(found) < SCHEMA_VERSION:
                 # Version 2 only added tables, which create_all has just made; version 3 is done by
                 # counts.install below (a column, the triggers and the counts of stored tasks), version 4 by
-                # handles.install (pods.handle), version 5 by revisions.install (tasks.rev).
+                # handles.install (pods.handle), version 5 by feed.install (runs.seq, runs.scope_id) and
+                # revisions.install (tasks.rev).
                 conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
             upgrading_from = None if found is None else int(found)
             counts.install(conn, self.dialect, upgrading_from=upgrading_from)
             handles.install(conn, upgrading_from=upgrading_from)
+            feed.install(conn, self.dialect, upgrading_from=upgrading_from)
             revisions.install(conn, self.dialect, upgrading_from=upgrading_from)
 
     def schema_version(self) -> int:

@@ -16,6 +16,7 @@ import msgspec
 from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
 
 from tione_server.models import HOLDING_STATUSES, Pod, Run, Scope, Task
+from tione_server.store import feed
 from tione_server.store.database import Database
 from tione_server.store.schema import UNSET_TIME, metrics, pods, runs, scopes, tasks
 from tione_server.store.scopes import Scopes
@@ -161,6 +162,23 @@ def runs_where(conn: Connection, *conds: ColumnElement[bool]) -> list[Run]:
     return found
 
 
+def _with_tasks(conn: Connection, found: list[Run]) -> list[tuple[Run, Task]]:
+    """Each run with its task (one query for all of them)."""
+    if not found:
+        return []
+    nums = sorted({r.task_num for r in found})
+    rows = conn.execute(
+        select(*tasks.c, scopes.c.uin, scopes.c.region, scopes.c.project)
+        .join(scopes, scopes.c.id == tasks.c.scope_id)
+        .where(tasks.c.num.in_(nums))
+    )
+    by_num: dict[int, Task] = {}
+    for r in rows:
+        m = r._mapping
+        by_num[m["num"]] = task_of(m, Scope(uin=m["uin"], region=m["region"], project=m["project"]))
+    return [(r, by_num[r.task_num]) for r in found if r.task_num in by_num]
+
+
 class Runs:
     """The `runs`, `pods` and `metrics` tables."""
 
@@ -186,22 +204,52 @@ class Runs:
         return found[0] if found else None
 
     def live(self) -> list[tuple[Run, Task]]:
-        """Runs the runner still has work on, in submission order, each with its task."""
+        """Runs the runner still has work on, in submission order, each with its task (a full reload)."""
         with self._db.engine.connect() as conn:
-            found = runs_where(conn, runs.c.live.is_(True))
-            if not found:
-                return []
-            nums = sorted({r.task_num for r in found})
-            rows = conn.execute(
-                select(*tasks.c, scopes.c.uin, scopes.c.region, scopes.c.project)
-                .join(scopes, scopes.c.id == tasks.c.scope_id)
-                .where(tasks.c.num.in_(nums))
+            return _with_tasks(conn, runs_where(conn, runs.c.live.is_(True)))
+
+    def live_page(self, after: int, limit: int) -> list[tuple[Run, Task]]:
+        """Up to `limit` live runs numbered above `after`, in submission order, each with its task: the runner's
+        safety sweep reads the live set a page per tick."""
+        with self._db.engine.connect() as conn:
+            stmt = select(runs.c.num).where(runs.c.live.is_(True), runs.c.num > after).order_by(runs.c.num)
+            nums = list(conn.execute(stmt.limit(limit)).scalars())
+            return _with_tasks(conn, runs_where(conn, runs.c.num.in_(nums)) if nums else [])
+
+    def of_nums(self, nums: Sequence[int]) -> list[tuple[Run, Task]]:
+        """The live runs among `nums`, each with its task (a run the runner could not write may be gone)."""
+        with self._db.engine.connect() as conn:
+            return _with_tasks(conn, runs_where(conn, runs.c.num.in_(list(nums)), runs.c.live.is_(True)))
+
+    def cursor(self) -> int:
+        """Where the change feed stands now: `changed` from here reports every run written after this call."""
+        with self._db.engine.connect() as conn:
+            after = feed.horizon(conn, self._db.dialect)
+            if after is not None:
+                return after
+            return int(conn.exec_driver_sql(feed.CURSOR_SQLITE).scalar_one())
+
+    def changed(self, cursor: int, limit: int) -> tuple[list[tuple[Run, Task]], int]:
+        """Live runs written since `cursor` (at most `limit`, oldest change first), each with its task, and the
+        cursor for the next call (store/feed.py: the change feed; start from 0)."""
+        with self._db.engine.connect() as conn:
+            after = feed.horizon(conn, self._db.dialect)
+            stmt = (
+                select(runs.c.num, runs.c.seq)
+                .where(runs.c.seq >= cursor, runs.c.live.is_(True))
+                .order_by(runs.c.seq)
+                .limit(limit)
             )
-            by_num: dict[int, Task] = {}
-            for r in rows:
-                m = r._mapping
-                by_num[m["num"]] = task_of(m, Scope(uin=m["uin"], region=m["region"], project=m["project"]))
-        return [(r, by_num[r.task_num]) for r in found if r.task_num in by_num]
+            rows = conn.execute(stmt).all()
+            if not rows:
+                return [], cursor if after is None else after
+            seen = int(rows[-1][1])
+            if after is None:  # SQLite: one writer at a time, so every seq is unique and in commit order
+                after = seen + 1
+            elif len(rows) == limit:  # more to come: carry on from the last change read (read again, not lost)
+                after = min(after, seen)
+            nums = [int(r[0]) for r in rows]
+            return _with_tasks(conn, runs_where(conn, runs.c.num.in_(nums))), after
 
     def held_by_node(self) -> dict[str, tuple[int, int, int]]:
         """(cpu, memory, gpu) held on each prepaid node by runs in STARTING/RUNNING/STOPPING (spec §4.10)."""
@@ -273,15 +321,17 @@ class Runs:
             setattr(run, k, v)
         return True
 
-    def update(self, run: Run, **fields: Any) -> None:
-        """Bookkeeping columns that are not a state change (term_sent_at, kill_sent, callback, live, message)."""
+    def update(self, run: Run, **fields: Any) -> bool:
+        """Bookkeeping columns that are not a state change (term_sent_at, kill_sent, callback, live, message);
+        False when the run is gone (its task was deleted)."""
         with self._db.tx() as conn:
-            conn.execute(update(runs).where(runs.c.num == run.num).values(fields))
-            if "message" in fields and latest_num(conn, run.task_num) == run.num:
+            found = conn.execute(update(runs).where(runs.c.num == run.num).values(fields)).rowcount == 1
+            if found and "message" in fields and latest_num(conn, run.task_num) == run.num:
                 patch_doc(conn, run.task_num, {"Message": fields["message"]})
         for k, v in fields.items():
             if hasattr(run, k):
                 setattr(run, k, v)
+        return found
 
     def save_pods(self, run: Run, changed: Sequence[Pod]) -> None:
         """Write the given pods of a run back (handle, status, times, exit code)."""

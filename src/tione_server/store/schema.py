@@ -30,6 +30,9 @@ SCHEMA_VERSION = 5
 4: pods.handle, the executor's opaque text for a pod, replaces pods.pid, pgid and proc_start (issue 8 item 3);
    older databases gain the column, filled for live pods from their pid and start time (store/handles.py), and
    keep the three old columns, unused and NULL from then on (SQLite cannot drop columns on every version).
+5: runs.seq, stamped by a trigger on every insert and update of a run: the change feed the runner reads instead of
+   every live run each tick (store/feed.py, issue 12 target 5); and runs.scope_id, so the per-account quota of
+   active runs is counted from an index; older databases gain both columns (scope_id filled) and their indexes.
 """
 
 UNSET_TIME = -1
@@ -166,9 +169,15 @@ runs = Table(
     Column("callback", _text(), nullable=False),
     Column("live", Boolean, nullable=False),
     # live: the runner still has work on this run (not terminal, pods to clean up, or a callback to send).
+    Column("seq", BigInteger, nullable=False, server_default="0"),
+    # seq: when the row last changed, stamped by a trigger (store/feed.py; schema version 5).
+    Column("scope_id", Integer, nullable=False, server_default="0"),
+    # scope_id: its task's, so an account's active runs are counted from an index, not over every live run (v5).
 )
 Index("ix_runs_task", runs.c.task_num, runs.c.num)
 Index("ix_runs_live", runs.c.live, runs.c.num)
+Index("ix_runs_seq", runs.c.seq)
+Index("ix_runs_scope", runs.c.scope_id, runs.c.live)
 
 pods = Table(
     "pods",

@@ -1,0 +1,185 @@
+"""The runner at scale (issue 12 target 5): it reads the store's change feed instead of every live run, looks at a
+run only when the executor says it may have changed, reloads when it (re)gains leadership, and a periodic sweep
+catches a change the feed missed. Both backends, the simulate executor, a fake clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tests.inprocess import T0, Harness, params
+from tests.test_store import task
+from tione_server.executors.base import Observation, RunSpec
+from tione_server.models import Run
+from tione_server.runner import RESYNC_INTERVAL
+from tione_server.store import Store
+
+CATALOGUE = "[capacity]\ncpu = 100000\nmemory = 1000000\n"
+IDLE = {"Envs": [{"Name": "TI_SIMULATE_RUN_SECONDS", "Value": "1000"}]}
+
+
+@pytest.fixture
+def h(database_url: str, tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(tmp_path, database_url=database_url, catalogue=CATALOGUE)
+    yield harness
+    harness.close()
+
+
+def _bypass(store: Store, sql: str, **binds: Any) -> None:
+    """A write to `runs` that the change feed does not see (as if its trigger had been lost)."""
+    with store.db.engine.begin() as conn:
+        if store.db.dialect == "postgresql":
+            conn.execute(text("ALTER TABLE runs DISABLE TRIGGER tione_runs_seq"))
+            conn.execute(text(sql), binds)
+            conn.execute(text("ALTER TABLE runs ENABLE TRIGGER tione_runs_seq"))
+        else:  # the trigger stamps only writes that leave seq alone
+            conn.execute(text(sql.replace(" WHERE", ", seq = 0 WHERE")), binds)
+
+
+def _running(h: Harness, count: int) -> list[str]:
+    ids = [h.call("CreateTrainingTask", params(f"idle-{i}", **IDLE))["Id"] for i in range(count)]
+    for at in (1.0, 3.0, 3.5):
+        h.tick(T0 + at)
+    assert {h.detail(t)["Status"] for t in ids} == {"RUNNING"}
+    return ids
+
+
+def test_idle_running_runs_are_not_observed(h: Harness) -> None:
+    """A tick costs what changed: idle RUNNING runs are not looked at until their timeline says so."""
+    ids = _running(h, 12)
+    observed: list[str] = []
+    observe = h.runner.executor.observe
+
+    def counting(spec: RunSpec, run: Run, now: float) -> dict[str, Observation]:
+        observed.append(run.id)
+        return observe(spec, run, now)
+
+    h.runner.executor.observe = counting  # type: ignore[method-assign]
+    for i in range(20):
+        h.tick(T0 + 4 + i * 0.25)
+    assert observed == []
+    other = h.call("CreateTrainingTask", params("changing"))["Id"]
+    for at in (10.0, 12.0, 12.5, 23.0):
+        h.tick(T0 + at)
+    assert h.detail(other)["Status"] == "SUCCEED"
+    assert {h.detail(t)["Status"] for t in ids} == {"RUNNING"}
+    assert observed
+    assert set(observed) <= {str(h.detail(other)["LatestInstanceId"])}
+    h.tick(T0 + 3 + 1000)  # the idle ones end on their timeline
+    assert {h.detail(t)["Status"] for t in ids} == {"SUCCEED"}
+
+
+def test_a_run_changed_by_the_api_is_picked_up(h: Harness) -> None:
+    [task_id] = _running(h, 1)
+    h.call("StopTrainingTask", {"Id": task_id})
+    h.tick(T0 + 5)  # the feed brings the STOPPING run: SIGTERM now
+    h.tick(T0 + 6)  # the simulated pod ends a second later
+    assert h.detail(task_id)["Status"] == "STOPPED"
+
+
+def test_the_change_feed_reads_what_was_written_since(h: Harness) -> None:
+    runs = h.store.runs
+    cursor = runs.cursor()
+    assert runs.changed(cursor, 100)[0] == []
+    task_id = h.call("CreateTrainingTask", params("fed"))["Id"]
+    found, cursor = runs.changed(cursor, 100)
+    assert [t.id for _, t in found] == [task_id]
+    found, cursor = runs.changed(cursor, 100)
+    assert found == []
+    h.tick(T0 + 1)  # the runner's own writes are in the feed too
+    found, cursor = runs.changed(cursor, 100)
+    assert [r.status for r, _ in found] == ["STARTING"]
+
+
+def test_the_change_feed_misses_no_late_commit(database_url: str) -> None:
+    """PostgreSQL commits in any order: a write whose transaction began before a later one committed is still
+    read, after it commits (the cursor is the oldest running transaction, store/feed.py)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: commit order is seq order")
+    store = Store(database_url)
+    try:
+        for n in (1, 2):
+            run = Run(num=10 + n, id=f"train-{n}-aaaaaaaaaaaa", task_num=n, task_id=f"train-{n}",
+                      status="RUNNING", charge_status="BILLING", operation="CREATE", requested_at=T0)  # fmt: skip
+            store.lifecycle.create(task(n, name=f"t{n}", status="RUNNING"), run, max_active=10)
+        cursor = store.runs.cursor()
+        late = store.db.engine.connect()
+        tx = late.begin()
+        late.execute(text("UPDATE runs SET message = 'late' WHERE num = 11"))  # begins first, commits last
+        store.runs.update(store.runs.get("train-2-aaaaaaaaaaaa") or _missing(), message="early")
+        found, cursor = store.runs.changed(cursor, 100)
+        assert [r.num for r, _ in found] == [12]
+        tx.commit()
+        late.close()
+        found, cursor = store.runs.changed(cursor, 100)
+        assert 11 in [r.num for r, _ in found]
+    finally:
+        store.close()
+
+
+def _missing() -> Run:
+    raise AssertionError("run not found")
+
+
+def test_a_missed_change_is_caught_by_the_sweep(h: Harness) -> None:
+    [task_id] = _running(h, 1)
+    run_id = str(h.detail(task_id)["LatestInstanceId"])
+    _bypass(h.store, "UPDATE runs SET status = 'STOPPING', stop_requested_at = :at WHERE id = :id", at=T0, id=run_id)
+    for i in range(8):
+        h.tick(T0 + 4 + i)
+    found = h.store.runs.get(run_id)
+    assert found is not None
+    assert found.term_sent_at is None
+    h.tick(T0 + 4 + RESYNC_INTERVAL)  # the sweep reads it: SIGTERM
+    h.tick(T0 + 6 + RESYNC_INTERVAL)
+    found = h.store.runs.get(run_id)
+    assert found is not None
+    assert found.status == "STOPPED"
+
+
+def test_a_new_leader_reloads_the_live_runs(h: Harness) -> None:
+    [task_id] = _running(h, 1)
+    run_id = str(h.detail(task_id)["LatestInstanceId"])
+    leading = threading.Event()
+    leading.set()
+    h.runner.is_leader = leading.is_set
+    h.runner.interval = 0.01
+    h.runner.start()
+    try:
+        time.sleep(0.1)
+        leading.clear()  # another replica leads now: this one forgets what it knew
+        deadline = time.monotonic() + 5
+        while h.runner._live.loaded and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not h.runner._live.loaded
+        _bypass(h.store, "UPDATE runs SET status = 'STOPPING', stop_requested_at = :at WHERE id = :id", at=T0,
+                id=run_id)  # fmt: skip
+        h.clock.now = T0 + 5
+        leading.set()  # leading again: it reads every live run, the change the feed missed with them
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = h.store.runs.get(run_id)
+            if found is not None and found.term_sent_at is not None:
+                break
+            time.sleep(0.01)
+        assert found is not None
+        assert found.term_sent_at == T0 + 5
+    finally:
+        h.runner.stop()
+
+
+def test_a_deleted_run_leaves_the_live_set(h: Harness) -> None:
+    [task_id] = _running(h, 1)
+    run_id = str(h.detail(task_id)["LatestInstanceId"])
+    with h.store.db.engine.begin() as conn:  # as a Delete would, had the task ended with a callback unsent
+        conn.execute(text("DELETE FROM pods"))
+        conn.execute(text("DELETE FROM runs"))
+    h.tick(T0 + 1000)  # its timeline says it ended: the runner's write finds it gone, and it reads it again
+    h.tick(T0 + 1001)
+    assert all(r.id != run_id for r, _ in h.runner._live.items())
