@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--load-size", help="Size to load (default: the largest size measured).")
     p.add_argument("--no-load", action="store_true", help="Skip the throughput measurements (moto's too).")
     p.add_argument("--no-moto", action="store_true", help="Skip the comparison with moto.")
+    p.add_argument("--no-runner", action="store_true", help="Skip the runner at scale (bench/runner_scale.py).")
     return p
 
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=[int(w) for w in args.workers.split(",")],
         load_size=_load_size(args, sizes),
         moto=not args.no_moto,
+        runner=not args.no_runner,
     )
     log(f"benchmark {mode}: sizes {', '.join(size_label(s) for s in sizes)}; backends {', '.join(config.backends)}")
     result = run(config)

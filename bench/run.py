@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import dataset, load, machine, moto, throughput
+from bench import dataset, load, machine, moto, runner_scale, throughput
 from bench.databases import Database, new_key, postgres_available, postgres_version, prepare
 from bench.measure import Budget, HttpClient, InProcess
 from bench.processes import Running, floor_server, tione_server
@@ -41,6 +41,8 @@ class Config:
     """The size throughput is measured at; None skips the load tests (and moto)."""
     moto: bool
     """Compare with moto (bench/moto.py) after the backends."""
+    runner: bool = True
+    """Measure the runner at scale (bench/runner_scale.py) last."""
 
 
 def log(message: str) -> None:
@@ -84,6 +86,9 @@ def run(config: Config) -> RunResult:
         result.targets += moto.target_rows(result.moto)
     for b in result.backends:
         result.targets += throughput.workers_rows(b)
+    if config.runner and measured:
+        log("runner at scale (simulate executor): 100, 1k, 10k active tasks")
+        result.targets += runner_scale.target_rows(tuple(measured), postgres_url=config.postgres_url)
     return result
 
 
