@@ -9,11 +9,12 @@ are in store/lifecycle.py.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Update, bindparam, func, insert, select, update
 
 from tione_server.models import HOLDING_STATUSES, Pod, Run, Scope, Task
 from tione_server.store import feed
@@ -179,6 +180,31 @@ def _with_tasks(conn: Connection, found: list[Run]) -> list[tuple[Run, Task]]:
     return [(r, by_num[r.task_num]) for r in found if r.task_num in by_num]
 
 
+@functools.cache
+def _set_run(columns: tuple[str, ...], checked: bool) -> Update:
+    """UPDATE runs SET those columns for one run (and, `checked`, only from the expected states): built once per
+    column set, with bound parameters, since building a statement per write was most of a write's cost."""
+    where = [runs.c.num == bindparam("w_num")]
+    if checked:
+        where.append(runs.c.status.in_(bindparam("w_expected", expanding=True)))
+    return update(runs).where(*where).values({c: bindparam(f"v_{c}") for c in columns})
+
+
+@functools.cache
+def _set_task(columns: tuple[str, ...]) -> Update:
+    """UPDATE tasks SET those columns for one task, built once per column set (as `_set_run`)."""
+    return update(tasks).where(tasks.c.num == bindparam("w_num")).values({c: bindparam(f"v_{c}") for c in columns})
+
+
+def _params(values: dict[str, Any], *, num: int, expected: list[str] | None = None) -> dict[str, Any]:
+    """The parameters of `_set_run` / `_set_task` for these values."""
+    params = {f"v_{k}": v for k, v in values.items()}
+    params["w_num"] = num
+    if expected is not None:
+        params["w_expected"] = expected
+    return params
+
+
 class Runs:
     """The `runs`, `pods` and `metrics` tables."""
 
@@ -306,15 +332,17 @@ class Runs:
         """
         values = {k: (_time(v) if k in ("start_time", "end_time") else v) for k, v in fields.items()}
         with self._db.tx() as conn:
-            res = conn.execute(update(runs).where(runs.c.num == run.num, runs.c.status.in_(expected)).values(values))
+            res = conn.execute(_set_run(tuple(values), True), _params(values, num=run.num, expected=list(expected)))
             if res.rowcount != 1:
                 return False
             if pods_insert:
                 conn.execute(insert(pods), [pod_row(run.num, p) for p in pods_insert])
             if latest_num(conn, run.task_num) == run.num:
-                mirrored = {k: values[k] for k in ("status", "charge_status", "start_time", "end_time") if k in values}
+                mirrored: dict[str, Any] = {
+                    k: values[k] for k in ("status", "charge_status", "start_time", "end_time") if k in values
+                }
                 if mirrored:
-                    conn.execute(update(tasks).where(tasks.c.num == run.task_num).values(mirrored))
+                    conn.execute(_set_task(tuple(mirrored)), _params(mirrored, num=run.task_num))
                 if task_doc:
                     patch_doc(conn, run.task_num, task_doc)
         for k, v in fields.items():
@@ -325,7 +353,7 @@ class Runs:
         """Bookkeeping columns that are not a state change (term_sent_at, kill_sent, callback, live, message);
         False when the run is gone (its task was deleted)."""
         with self._db.tx() as conn:
-            found = conn.execute(update(runs).where(runs.c.num == run.num).values(fields)).rowcount == 1
+            found = conn.execute(_set_run(tuple(fields), False), _params(fields, num=run.num)).rowcount == 1
             if found and "message" in fields and latest_num(conn, run.task_num) == run.num:
                 patch_doc(conn, run.task_num, {"Message": fields["message"]})
         for k, v in fields.items():

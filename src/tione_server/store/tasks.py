@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, RowMapping, Table, delete, select, update
+from sqlalchemy import Connection, RowMapping, Table, bindparam, delete, select, update
 
 from tione_server.models import Scope, Task
 from tione_server.store import counts
@@ -89,12 +89,17 @@ def task_of(m: Mapping[str, Any] | RowMapping, scope: Scope) -> Task:
 
 def patch_doc(conn: Connection, task_num: int, patch: dict[str, Any]) -> None:
     """Merge `patch` into the task's stored wire fields (`doc`), in the caller's transaction."""
-    raw = conn.execute(select(tasks.c.doc).where(tasks.c.num == task_num)).scalar()
+    raw = conn.execute(_DOC_OF, {"num": task_num}).scalar()
     if raw is None:
         return
     doc = _json_decode(raw)
     doc.update(patch)
-    conn.execute(update(tasks).where(tasks.c.num == task_num).values(doc=_json_encode(doc).decode()))
+    conn.execute(_SET_DOC, {"w_num": task_num, "new_doc": _json_encode(doc).decode()})
+
+
+_DOC_OF = select(tasks.c.doc).where(tasks.c.num == bindparam("num"))
+_SET_DOC = update(tasks).where(tasks.c.num == bindparam("w_num")).values(doc=bindparam("new_doc"))
+"""patch_doc's statements, built once (the runner patches a task's doc on most of its transitions)."""
 
 
 def _copy(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
