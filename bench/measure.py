@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import socket
+import sqlite3
 import statistics
 import time
 import uuid
@@ -56,16 +57,36 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
-def _sample(call: Callable[[], Any], budget: Budget) -> list[float]:
+def _sample(call: Callable[[], Any], budget: Budget, before: Callable[[], None] | None = None) -> list[float]:
     for _ in range(budget.warmup):
         call()
     samples: list[float] = []
     deadline = time.perf_counter() + budget.seconds
     while len(samples) < budget.max_n and (len(samples) < budget.min_n or time.perf_counter() < deadline):
+        if before is not None:
+            before()
         started = time.perf_counter()
         call()
         samples.append(time.perf_counter() - started)
     return sorted(samples)
+
+
+class Commits:
+    """SQLite: a commit before each timed sample, from a connection of the benchmark's own, so the server's memory of
+    pages (store/pages.py, valid until anything commits) never answers and each sample runs the query. The latency
+    tables measure the queries at each size; throughput measures an unchanged database."""
+
+    def __init__(self, database_url: str) -> None:
+        self._conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        self._n = 0
+
+    def __call__(self) -> None:
+        self._n += 1
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('bench_commit', ?)", (str(self._n),))
+
+    def close(self) -> None:
+        self._conn.execute("DELETE FROM meta WHERE key = 'bench_commit'")
+        self._conn.close()
 
 
 def _latency(samples: list[float], total_count: int) -> Latency:
@@ -101,11 +122,12 @@ class InProcess:
         """One action call, for checks outside the timed loop."""
         return self.service.describe_training_tasks(self._context(), self._request(params))
 
-    def measure(self, params: dict[str, Any], budget: Budget) -> Latency:
-        """Server-side latency of the action for these parameters (decoded once, beforehand)."""
+    def measure(self, params: dict[str, Any], budget: Budget, before: Callable[[], None] | None = None) -> Latency:
+        """Server-side latency of the action for these parameters (decoded once, beforehand); `before` runs
+        before each sample, untimed (Commits)."""
         req = self._request(params)
         action = self.service.describe_training_tasks
-        samples = _sample(lambda: action(self._context(), req), budget)
+        samples = _sample(lambda: action(self._context(), req), budget, before)
         total = self.call(params).TotalCount or 0
         return _latency(samples, total)
 
@@ -160,9 +182,9 @@ class HttpClient:
             raise RuntimeError(f"{ACTION} failed: {reply['Error']}")
         return reply
 
-    def measure(self, params: dict[str, Any], budget: Budget) -> Latency:
-        """End-to-end latency of signed HTTP calls with these parameters."""
+    def measure(self, params: dict[str, Any], budget: Budget, before: Callable[[], None] | None = None) -> Latency:
+        """End-to-end latency of signed HTTP calls with these parameters; `before` as InProcess.measure's."""
         total = int(self.call(params)["TotalCount"])
         request = self.request_bytes(params)
-        samples = _sample(lambda: self.send(request), budget)
+        samples = _sample(lambda: self.send(request), budget, before)
         return _latency(samples, total)

@@ -158,7 +158,9 @@ def render(result: RunResult) -> str:
         "",
         "Latencies in ms as p50 / p99 (sample counts are in the JSON results; under 100 samples p99 is the "
         "slowest). *server*: the action called in-process (validation, SQL, rendering); "
-        "*e2e*: a signed HTTP request to `tione-server serve` over one keep-alive connection. Ratio: p50 at "
+        "*e2e*: a signed HTTP request to `tione-server serve` over one keep-alive connection. On SQLite each "
+        "sample follows a commit, so the page is read again rather than remembered (bench/measure.py Commits). "
+        "Ratio: p50 at "
         f"{largest} over p50 at {labels[0]} (target ≤2×); for 2-character fuzzy and Offset=10000, p50 over the "
         f"default shape's p50 at {largest} (target ≤20×). Targets are stated at 1M tasks. Import: seconds of "
         "`import_file` for the measured account's tasks; * = measured when the cached database was built "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench import dataset, load, machine, moto, runner_scale, throughput
 from bench.databases import Database, new_key, postgres_available, postgres_version, prepare
-from bench.measure import Budget, HttpClient, InProcess
+from bench.measure import Budget, Commits, HttpClient, InProcess
 from bench.processes import Running, floor_server, tione_server
 from bench.report import BackendResult, RunResult, SizeResult, Throughput, size_label
 from bench.shapes import SHAPES, THROUGHPUT_SHAPE
@@ -100,10 +100,11 @@ def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -
     result = SizeResult(size=size, import_seconds=db.import_seconds, import_cached=db.cached)
     tag = f"{backend} {size_label(size)}"
 
+    commits = Commits(db.url) if backend == "sqlite" else None  # each sample runs its query (measure.Commits)
     service = InProcess(db.url)
     try:
         for shape in SHAPES:
-            lat = service.measure(shape.params, config.budget)
+            lat = service.measure(shape.params, config.budget, commits)
             result.server[shape.key] = lat
             log(
                 f"{tag} server {shape.label}: p50 {lat.p50_ms:.2f} ms, p99 {lat.p99_ms:.2f} ms "
@@ -117,7 +118,7 @@ def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -
         client = HttpClient(server.port, creds)
         try:
             for shape in SHAPES:
-                lat = client.measure(shape.params, config.budget)
+                lat = client.measure(shape.params, config.budget, commits)
                 result.e2e[shape.key] = lat
                 log(f"{tag} e2e    {shape.label}: p50 {lat.p50_ms:.2f} ms, p99 {lat.p99_ms:.2f} ms (n={lat.n})")
                 if lat.total_count != result.server[shape.key].total_count:
@@ -130,6 +131,8 @@ def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -
                     outcome.throughput.append(_throughput(config, db, creds, server, workers, body_path))
         finally:
             client.close()
+            if commits is not None:
+                commits.close()
         result.peak_rss_kib = server.peak_rss_kib()
     log(f"{tag} peak server RSS {result.peak_rss_kib / 1024:.0f} MB")
     return result
