@@ -61,15 +61,16 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from tione_server.serving import serve_workers
+    from tione_server.config import Settings
+    from tione_server.serving import serve_workers, uvicorn_options
 
-    # Exactly as tione_server.cli runs the real app, for one worker and for several.
-    common: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": False}
+    # Exactly as tione_server.cli runs the real app, for one worker and for several: the same HTTP protocol
+    # (serving.HeaderDeadlineProtocol), and under --workers one socket per worker (serving.serve_workers).
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False, **uvicorn_options(Settings())}
     if args.workers <= 1:
-        uvicorn.run(ConstantReply(args.body.read_bytes()), **common)
-    else:  # one socket per worker, exactly as `serve --workers N` (tione_server.serving.serve_workers)
+        uvicorn.run(ConstantReply(args.body.read_bytes()), host=args.host, port=args.port, **options)
+    else:
         os.environ[BODY_ENV] = str(args.body.resolve())
-        options = {"log_level": "warning", "access_log": False}
         serve_workers("bench.floor:app_from_env", workers=args.workers, host=args.host, port=args.port, options=options)
 
 

@@ -122,6 +122,16 @@ def test_serve_logs_task_state_changes(database_url: str, tmp_path: Path) -> Non
             assert line
 
 
+def test_serve_request_lines_gathered_are_written_when_it_stops(sqlite_url: str, tmp_path: Path) -> None:
+    # Request lines are written in batches (requestlog.py); stopping the server writes the last batch.
+    with running_server(sqlite_url, tmp_path) as srv:
+        client = srv.client()
+        ids = [client.DescribeTrainingTasks(models.DescribeTrainingTasksRequest()).RequestId for _ in range(20)]
+        srv.stop()
+        text = srv.log_path.read_text()
+        assert all(f"RequestId={request_id} " in text for request_id in ids)
+
+
 def test_serve_log_level_warning_drops_request_lines(sqlite_url: str, tmp_path: Path) -> None:
     with running_server(sqlite_url, tmp_path, extra_args=("--log-level", "warning")) as srv:
         resp = srv.client().DescribeTrainingTasks(models.DescribeTrainingTasksRequest())

@@ -222,6 +222,23 @@ def test_gateway_closes_connections_whose_headers_are_slow(strict: Server, sent:
         assert _closed_within(sock, 5) == b""
 
 
+def test_gateway_closes_keep_alive_connections_whose_next_headers_are_slow(strict: Server) -> None:
+    """The header deadline covers every request of a connection, not only its first (issue 12 arms it lazily)."""
+    req = tc3_request(Creds(strict.key.secret_id, strict.key.secret_key), strict.endpoint, {"Limit": 1})
+    head = "".join(f"{k}: {v}\r\n" for k, v in req.headers) + f"Content-Length: {len(req.body)}\r\n"
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        sock.sendall(f"POST / HTTP/1.1\r\n{head}\r\n".encode() + req.body)
+        sock.settimeout(5)
+        reply = b""
+        while b'"RequestId"' not in reply:
+            reply += sock.recv(65536)
+        time.sleep(0.2)
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # the next request's headers stop here
+        started = time.monotonic()
+        assert _closed_within(sock, 5) == b""
+        assert time.monotonic() - started < 3  # the 1 s deadline, not uvicorn's 5 s keep-alive timeout
+
+
 def test_gateway_closes_connections_whose_body_is_slow(strict: Server) -> None:
     """A signed request whose body stops coming is answered (never a 500) and its connection closed."""
     req = tc3_request(Creds(strict.key.secret_id, strict.key.secret_key), strict.endpoint, {"Limit": 1})

@@ -128,6 +128,7 @@ def create_app(
     prefix = console_files.PREFIX
     routes: dict[str, Handler] = dict.fromkeys(PATHS, probes)
     routes |= {prefix: console, prefix + "/": console}
+    closers.append(gateway.request_log.flush)  # the request lines still gathered (requestlog.py)
     return App(gateway=gateway, store=store, runner=runner, routes=routes, closers=closers)
 
 

@@ -64,7 +64,6 @@ from tione_server.store import Store
 from tione_server.store.keys import KeyWithdrawn
 
 log = logging.getLogger("tione_server.gateway")
-_request_log = RequestLog(log.name)
 
 Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -163,6 +162,8 @@ class Gateway:
         self.clock = clock
         self.list_async = list_async
         self.budget = BodyBudget(settings.body_bytes_in_flight)
+        self.request_log = RequestLog(log.name)
+        """The INFO line of every request; the app flushes it when it stops."""
 
     # -- ASGI -------------------------------------------------------------------------------------
 
@@ -187,7 +188,7 @@ class Gateway:
             length = _declared_length(headers)
             kept = length is not None and length <= SMALL_BODY and await skim_body(receive, timeout=timeout)
             await _send(send, _error_reply(exc, request_id, language, trace), close=not kept)
-            _log_request(trace, request_id, started)
+            _log_request(self.request_log, trace, request_id, started)
             return
         body = await read_body(receive, limit=head.limit, budget=self.budget, timeout=timeout)
         try:
@@ -205,7 +206,7 @@ class Gateway:
                 else:
                     reply = await self.offload(lambda: self.handle(request, head, request_id, language, trace))
                 await _send(send, reply, close=False)
-            _log_request(trace, request_id, started)
+            _log_request(self.request_log, trace, request_id, started)
         finally:
             self.budget.release(body.held)
 
@@ -498,10 +499,10 @@ def _v1_claims(params: list[tuple[str, str]]) -> Claims:
     )
 
 
-def _log_request(trace: Trace, request_id: str, started: float) -> None:
+def _log_request(request_log: RequestLog, trace: Trace, request_id: str, started: float) -> None:
     seconds = time.perf_counter() - started
     record_request(trace.action, trace.code, seconds)
-    _request_log.info(
+    request_log.info(
         f"request RequestId={request_id} uin={trace.uin} action={trace.action or '-'} code={trace.code} "
         f"ms={seconds * 1000:.1f}"
     )

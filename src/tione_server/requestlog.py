@@ -2,18 +2,23 @@
 
 At `info` every request logs a line, and a LogRecord plus its formatting cost about a tenth of a list request.
 When logging is set up as `serve` sets it up (app.configure_logging: one stream handler on the root logger), the
-line is formatted here, byte for byte as that handler's format would, and written under the handler's lock.
-Any other setup (a test's capture handler, a user's dictConfig) gets an ordinary record.
+line is formatted here, byte for byte as that handler's format would, and written under the handler's lock. On the
+event loop, lines are gathered and written together at most FLUSH_SECONDS later (one write, not one per request);
+`flush` writes what is pending (the app calls it when it stops). Any other setup (a test's capture handler, a
+user's dictConfig) gets an ordinary record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TextIO
 
 HANDLER_NAME = "tione-stderr"
 """The name app.configure_logging gives its handler; only that one is written to directly."""
+FLUSH_SECONDS = 0.05
+"""The longest a request's line waits before it is written."""
 
 
 class RequestLog:
@@ -23,6 +28,8 @@ class RequestLog:
         self._logger = logging.getLogger(name)
         self._second = -1
         self._stamp = ""
+        self._pending: list[str] = []
+        self._flush_at: asyncio.TimerHandle | None = None
 
     def info(self, message: str) -> None:
         """Log `message` at INFO, as `logging.getLogger(name).info(message)` would."""
@@ -38,12 +45,33 @@ class RequestLog:
         if second != self._second:  # the formatter's asctime: local time, then milliseconds after a comma
             self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         line = f"{self._stamp},{int((now - second) * 1000):03d} INFO {logger.name}: {message}\n"
-        handler.acquire()
         try:
-            handler.stream.write(line)
-            handler.flush()
-        finally:
-            handler.release()
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop: no timer to flush it later
+            _write(handler, line)
+            return
+        self._pending.append(line)
+        if self._flush_at is None:
+            self._flush_at = loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Write the lines gathered so far."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        lines, self._pending = self._pending, []
+        handler = _own_handler(self._logger)
+        if lines and handler is not None:
+            _write(handler, "".join(lines))
+
+
+def _write(handler: logging.StreamHandler[TextIO], text: str) -> None:
+    handler.acquire()
+    try:
+        handler.stream.write(text)
+        handler.flush()
+    finally:
+        handler.release()
 
 
 def _own_handler(logger: logging.Logger) -> logging.StreamHandler[TextIO] | None:
