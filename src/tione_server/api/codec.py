@@ -95,8 +95,12 @@ def _check_required(obj: Any, path: str) -> None:
             raise MissingParameter(where)
     for name in obj.__struct_fields__:
         value = getattr(obj, name)
-        if isinstance(value, msgspec.Struct | list | str):
+        if value is not None and isinstance(value, _WALKED):
             _check_required(value, f"{path}.{name}" if path else name)
+
+
+_WALKED = (msgspec.Struct, list, str)
+"""What `_check_required` looks into (a tuple: isinstance with one is faster than with a union)."""
 
 
 def _decoder(request: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:

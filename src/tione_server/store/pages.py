@@ -81,6 +81,8 @@ class Pages:
         `key`: a SecretId taken from a cache; the same statement checks it is still valid and raises KeyWithdrawn
         when not. `have(num, rev)`: what the caller keeps of that version of a row, if anything.
         """
+        if not self._pg and have is not None and (remembered := self._remembered(scope, query, key, have)):
+            return remembered
         plan = self._plan(scope, query, key, have)
         fetch = self._db.readers.fetch
         rows: list[Row] | None = None
@@ -118,9 +120,27 @@ class Pages:
             return [], 0
         if self._pg:
             total, stamped = yield from self._pg_page(sid, query, key)
-        else:
-            total, stamped = yield from self._sqlite_page(sid, query, key)
-        return (yield from self._entries(sid, stamped, have)), total
+            return (yield from self._entries(sid, stamped, have)), total
+        record = yield from self._sqlite_page(sid, query, key)
+        total, stamped = record[1], record[2]
+        entries = yield from self._entries(sid, stamped, have)
+        if have is not None and all(e[3] is not None for e in entries):
+            record[3:] = [have, entries]  # what `have` answered, for `_remembered`
+        return entries, total
+
+    def _remembered(
+        self, scope: Scope, query: TaskQuery, key: str | None, have: Have
+    ) -> tuple[list[Entry], int] | None:
+        """SQLite: the page as read last on this thread, with what `have` answered then, when nothing has been
+        committed since and the same `have` asks: an unchanged database costs one pragma per request."""
+        sid = self._scopes.known(scope)
+        if sid is None:
+            return None
+        memo, token = self._db.readers.sqlite_memo()
+        found = memo.get((sid, query, key))
+        if found is None or found[0] != token or found[3] != have:
+            return None
+        return found[4], found[1]
 
     def _pg_page(self, sid: int, query: TaskQuery, key: str | None) -> Reading[tuple[int, list[Row]]]:
         """PostgreSQL: version, key check and the page's (rev, num) in one round trip when an earlier count says
@@ -140,14 +160,15 @@ class Pages:
             return total, [r[2:] for r in found if r[2] is not None]
         return total, (yield self._db.compiled(("stamps", sid, query), lambda: self._stamps(sid, query)))
 
-    def _sqlite_page(self, sid: int, query: TaskQuery, key: str | None) -> Reading[tuple[int, list[Row]]]:
-        """SQLite: TotalCount and the page's (rev, num), from this thread's memory when no connection has
-        committed anything since they were read (Readers.sqlite_memo), else read: version and key check, then
-        the page (two statements run faster here than their join)."""
+    def _sqlite_page(self, sid: int, query: TaskQuery, key: str | None) -> Reading[list[Any]]:
+        """SQLite: this thread's record of the page, [change token, TotalCount, the page's (rev, num), `have`,
+        entries], from memory when no connection has committed anything since it was read
+        (Readers.sqlite_memo), else read: version and key check, then the page (two statements run faster here
+        than their join)."""
         memo, token = self._db.readers.sqlite_memo()
         found = memo.get((sid, query, key))
         if found is not None and found[0] == token:
-            return found[1], found[2]
+            return found  # type: ignore[no-any-return]
         version, state = (yield self._db.compiled(("version", sid, None, key), lambda: _version(sid, key)))[0]
         if key is not None:
             _judge(state)
@@ -157,8 +178,8 @@ class Pages:
             stamped = yield self._db.compiled(("stamps", sid, query), lambda: self._stamps(sid, query))
         if len(memo) >= MEMO_SIZE:
             memo.clear()
-        memo[(sid, query, key)] = (token, total, stamped)
-        return total, stamped
+        record = memo[(sid, query, key)] = [token, total, stamped, None, None]
+        return record
 
     def _total(self, sid: int, query: TaskQuery, version: int) -> Reading[int]:
         """Exact TotalCount at `version`: remembered, else counted (from task_counts when it can, else by
