@@ -32,16 +32,6 @@ class SchemaTooNew(DatabaseError):
     """The database was written by a newer tione-server."""
 
 
-def fetch(conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
-    """Run compiled SQL on the connection's DBAPI cursor and return plain tuples."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -78,7 +68,7 @@ class Database:
 
     `engine` serves write transactions (`tx`) and ordinary reads; `readers`, one autocommit connection per
     thread, serve the hot reads (a key check, a list page) with no pool round trip and no BEGIN/ROLLBACK, each
-    statement still one consistent snapshot (`read`).
+    statement still one consistent snapshot; `compiled` keeps their SQL.
     """
 
     def __init__(self, url: str) -> None:
@@ -140,18 +130,9 @@ class Database:
         """An INSERT that takes ON CONFLICT clauses, in this database's dialect."""
         return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
-    def run(self, conn: Connection, key: Hashable, build: Callable[[], ClauseElement]) -> list[tuple[Any, ...]]:
-        """The rows of a statement compiled once per key, fetched through the driver's own cursor:
-        dashboards repeat the same few queries, and building, compiling and wrapping a SQLAlchemy statement
-        and its result costs more than running it."""
-        return fetch(conn, *self.compiled(key, build))
-
-    def read(self, key: Hashable, build: Callable[[], ClauseElement]) -> list[tuple[Any, ...]]:
-        """`run` in autocommit on this thread's reader connection (store/readers.py): the hot reads."""
-        return self.readers.fetch(*self.compiled(key, build))
-
     def compiled(self, key: Hashable, build: Callable[[], ClauseElement]) -> tuple[str, Any]:
-        """The SQL text and parameters of the statement `build` makes, compiled once per key."""
+        """The SQL text and parameters of the statement `build` makes, compiled once per key: dashboards repeat
+        the same few queries, and building and compiling a SQLAlchemy statement costs more than running it."""
         with self._compiled_lock:
             found = self._compiled.get(key)
             if found is not None:
