@@ -6,6 +6,7 @@ TioneService method; the runner is driven with `tick()` at the clock's time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,12 @@ class Harness:
         self.service = self.app.gateway.service
         self.runner = self.app.runner
         self.caller = Caller(uin="100000000001", app_id="1250000000", sub_uin="100000000002")
+        self._loop = asyncio.new_event_loop()
+        """The loop the list runs on where the store reads asynchronously (PostgreSQL), as the server's does."""
 
     def close(self) -> None:
         self.app.close()
+        self._loop.close()
 
     def call(self, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """One action at the clock's time; raises ApiFailure with the wire code."""
@@ -105,7 +109,11 @@ class Harness:
         ctx = RequestContext(caller=self.caller, region="ap-guangzhou", request_id="r", language="", now=self.clock())
         try:
             req = codec.decode_json(spec, json.dumps(params or {}).encode())
-            resp = getattr(self.service, spec.method)(ctx, req)
+            list_async = self.app.gateway.list_async
+            if action == "DescribeTrainingTasks" and list_async is not None:  # PostgreSQL: as the server lists
+                resp = self._loop.run_until_complete(list_async(ctx, req))  # type: ignore[arg-type]
+            else:
+                resp = getattr(self.service, spec.method)(ctx, req)
         except ApiError as err:
             raise ApiFailure(err.code, err.message) from None
         out: dict[str, Any] = msgspec.json.decode(codec.encode_response(resp, "r"))["Response"]

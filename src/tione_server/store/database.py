@@ -63,6 +63,14 @@ def make_engine(url: str, *, autocommit: bool = False, pooled: bool = True) -> E
         raise DatabaseError("PostgreSQL needs the psycopg driver: pip install 'tione-server[postgres]'.") from None
 
 
+def _require_asyncpg() -> None:
+    """The list's reads on PostgreSQL go through asyncpg (store/readers.py AsyncReaders): say so at start."""
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        raise DatabaseError("PostgreSQL needs the asyncpg driver: pip install 'tione-server[postgres]'.") from None
+
+
 class Database:
     """Engines for one database URL, its schema brought up to date on open.
 
@@ -77,6 +85,8 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self.readers = Readers(make_engine(url, autocommit=True, pooled=False))
+        if self.dialect == "postgresql":
+            _require_asyncpg()
         self.async_readers = AsyncReaders(self._connect_async) if self.dialect == "postgresql" else None
         """PostgreSQL: the event loop's own reader connections (store/readers.py); None on SQLite."""
         self._local = threading.local()  # this thread's open transaction: callbacks to run when it commits
@@ -96,12 +106,14 @@ class Database:
             self.async_readers.close()
 
     async def _connect_async(self) -> Any:
-        """A new asynchronous autocommit psycopg connection, with the engine's own connection arguments."""
-        import psycopg
+        """A new asyncpg connection (autocommit: asyncpg opens no transaction unless asked) to the engine's own
+        database; the URL's `connect_timeout`, which asyncpg's DSN does not take, becomes its timeout."""
+        import asyncpg
 
-        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-        cparams.setdefault("connect_timeout", 10)
-        return await psycopg.AsyncConnection.connect(*cargs, **cparams, autocommit=True)
+        url = self.engine.url
+        timeout = float(url.query.get("connect_timeout", 10))  # type: ignore[arg-type]
+        dsn = url.set(drivername="postgresql").difference_update_query(["connect_timeout"])
+        return await asyncpg.connect(dsn.render_as_string(hide_password=False), timeout=timeout)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
