@@ -7,7 +7,9 @@ in as few statements as the database allows.
   page is read in that same statement: one round trip per request. A deep Offset past the last match is never
   scanned for.
 - On SQLite, a page's count and stamps are remembered until any connection commits anything
-  (`PRAGMA data_version`): a dashboard polling an unchanged database costs one pragma per request.
+  (`PRAGMA data_version`): a dashboard polling an unchanged database costs one pragma per request. On
+  PostgreSQL the round trip is always made, but when it answers what it answered last time (the same version,
+  key state and every row's rev), the page made then is the page now.
 - Each page row comes as its number and `rev` (store/revisions.py), which changes whenever the row does. The caller
   says which (number, rev) it already keeps rendered; only the other rows are read whole, by number: reading
   whole rows was most of a page's cost (50 rows: 100 us of SQLite's 115).
@@ -67,6 +69,8 @@ class Pages:
         self._counts = CountCache()
         self._pg = db.dialect == "postgresql"
         self._mark = "%s" if self._pg else "?"
+        self._pg_memo: dict[Hashable, tuple[list[Row], Have, list[Entry], int]] = {}
+        """PostgreSQL: each page's last round-trip answer, with the `have` asked then and what came of it."""
 
     def tasks(self, scope: Scope, query: TaskQuery) -> tuple[list[Task], int]:
         """One page of the scope's tasks matching the query, and the number of all matches."""
@@ -119,8 +123,7 @@ class Pages:
                 _judge((yield self._db.compiled(("key", key), lambda: select(key_check(key))))[0][0])
             return [], 0
         if self._pg:
-            total, stamped = yield from self._pg_page(sid, query, key)
-            return (yield from self._entries(sid, stamped, have)), total
+            return (yield from self._pg_read(sid, query, key, have))
         record = yield from self._sqlite_page(sid, query, key)
         total, stamped = record[1], record[2]
         entries = yield from self._entries(sid, stamped, have)
@@ -142,9 +145,11 @@ class Pages:
             return None
         return found[4], found[1]
 
-    def _pg_page(self, sid: int, query: TaskQuery, key: str | None) -> Reading[tuple[int, list[Row]]]:
+    def _pg_read(self, sid: int, query: TaskQuery, key: str | None, have: Have | None) -> Plan:
         """PostgreSQL: version, key check and the page's (rev, num) in one round trip when an earlier count says
-        the page lies inside the matches; else the version first, and the page only if it does."""
+        the page lies inside the matches; else the version first, and the page only if it does. When that
+        round trip answers exactly what it answered last time for the same page and `have`, the entries made
+        then are the entries now (the answer holds every row's rev): no count, no `have`, no list to build."""
         known = self._counts.latest(sid, (query.filters, query.tags))
         together = known is not None and query.offset < known
         if together:
@@ -153,12 +158,23 @@ class Pages:
             found = yield self._db.compiled(("version", sid, None, key), lambda: _version(sid, key))
         if key is not None:
             _judge(found[0][1])
+        memo_key = (sid, query, key)
+        last = self._pg_memo.get(memo_key)
+        if together and last is not None and last[1] == have and (last[0] is found or last[0] == found):
+            return last[2], last[3]
         total = yield from self._total(sid, query, int(found[0][0]))
         if query.offset >= total:
-            return total, []
-        if together:
-            return total, [r[2:] for r in found if r[2] is not None]
-        return total, (yield self._db.compiled(("stamps", sid, query), lambda: self._stamps(sid, query)))
+            stamped: list[Row] = []
+        elif together:
+            stamped = [r[2:] for r in found if r[2] is not None]
+        else:
+            stamped = yield self._db.compiled(("stamps", sid, query), lambda: self._stamps(sid, query))
+        entries = yield from self._entries(sid, stamped, have)
+        if together and have is not None and all(e[3] is not None for e in entries):
+            if len(self._pg_memo) >= MEMO_SIZE:
+                self._pg_memo.clear()
+            self._pg_memo[memo_key] = (found, have, entries, total)
+        return entries, total
 
     def _sqlite_page(self, sid: int, query: TaskQuery, key: str | None) -> Reading[list[Any]]:
         """SQLite: this thread's record of the page, [change token, TotalCount, the page's (rev, num), `have`,
