@@ -161,6 +161,46 @@ def test_gateway_refused_small_body_keeps_the_connection(shared: Server) -> None
         assert raw._conn is conn  # the same connection
 
 
+def _write_calls(pid: int) -> int:
+    """write(2)-family calls the process has made (/proc/<pid>/io `syscw`): the server sends through libuv's
+    write and writev."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no syscw for {pid}")
+
+
+def test_a_reply_leaves_in_one_write(shared: Server) -> None:
+    """Issue 12: a reply's status line, headers and body go out in one write (serving.OneWritePerReply), not one
+    for the head and one for the body: half the sends, and one wake-up of the client instead of two."""
+    creds = Creds(shared.key.secret_id, shared.key.secret_key)
+    count = 60
+    with RawClient(shared.port) as raw:
+        request = tc3_request(creds, shared.endpoint, {"Limit": 1})
+        assert "Error" not in check_envelope(raw.send(request))
+        before = _write_calls(shared.process.pid)
+        for _ in range(count):
+            assert "Error" not in check_envelope(raw.send(tc3_request(creds, shared.endpoint, {"Limit": 1})))
+        writes = _write_calls(shared.process.pid) - before
+    assert count <= writes < count * 1.5  # the request log adds a batched write now and then
+
+
+def test_a_reply_without_a_body_is_not_held(shared: Server) -> None:
+    """The head of a reply that has no body (HEAD, an interim 100 Continue) goes out at once."""
+    with socket.create_connection(("127.0.0.1", shared.port), timeout=5) as sock:
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    creds = Creds(shared.key.secret_id, shared.key.secret_key)
+    request = tc3_request(creds, shared.endpoint, {"Limit": 1})
+    lines = [f"{request.method} {request.target} HTTP/1.1", *(f"{k}: {v}" for k, v in request.headers)]
+    lines += [f"Content-Length: {len(request.body)}", "Expect: 100-continue", "Connection: close"]
+    with socket.create_connection(("127.0.0.1", shared.port), timeout=5) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body is sent
+        sock.sendall(request.body)
+        assert b'"TotalCount"' in _recv_all(sock)
+
+
 def test_gateway_memory_stays_bounded_under_unauthenticated_bodies(server: Server) -> None:
     """Issue 7 B5: 100 connections each sending 9.5 MB unauthenticated keep the server under 400 MB, signed
     requests keep succeeding meanwhile, and 20 s after they close the server is back under 250 MB."""
