@@ -9,7 +9,6 @@ this.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import logging
@@ -18,6 +17,8 @@ import time
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 from bench import dataset
 from bench.databases import DEFAULT_POSTGRES_URL, new_key, prepare
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
     try:
-        asyncio.run(run())
+        uvloop.run(run())  # the loop `serve` runs on (uvicorn[standard])
     finally:
         app.close()
         devnull.close()
