@@ -39,7 +39,7 @@ def _admin(db: Database, *statements: str) -> None:
     """Statements committed on a connection of their own (another client, as far as the readers know)."""
     with psycopg.connect(db.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         for sql in statements:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
 
 def _readers(db: Database) -> AsyncReaders:
