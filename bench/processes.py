@@ -1,8 +1,8 @@
 """Servers the benchmark runs as subprocesses: `tione-server serve`, the constant-reply floor, moto's server,
 and the first two under granian instead of uvicorn.
 
-Each runs on a free loopback port, with its output in a log file. Peak memory is read from /proc (VmHWM)
-over the process and its children (the workers of `--workers N`).
+Each runs on a free loopback port, with its output in a log file. Peak memory (VmHWM) and CPU time are read
+from /proc over the process and its children (the workers of `--workers N`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -48,6 +49,10 @@ class Running:
         """The largest VmHWM (peak resident set) of the process and its descendants, in KiB."""
         return max((_vm_hwm(pid) for pid in [self.process.pid, *_descendants(self.process.pid)]), default=0)
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time so far of the process and its descendants (live ones: workers stay up)."""
+        return sum(_cpu_seconds(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -56,6 +61,58 @@ class Running:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU over a load's measurement window: the server's (all its processes) and the whole machine's."""
+
+    server_cores: float
+    """Server CPU seconds per wall second (1.0 = one core all the time)."""
+    machine_busy: float
+    """Share of all the machine's cores that were busy (server, load generator, kernel, anything else)."""
+
+
+class CpuWindow:
+    """Reads a server's and the machine's CPU `start` seconds from now and again `seconds` later, on a thread,
+    matching the window a load process times from its own start (bench/load.py: warmup, then the window)."""
+
+    def __init__(self, server: Running, start: float, seconds: float) -> None:
+        self._server = server
+        self._start, self._seconds = start, seconds
+        self._result: CpuUse | None = None
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def result(self) -> CpuUse | None:
+        """The reading, once the window has passed (None if the server was gone before it ended)."""
+        self._thread.join()
+        return self._result
+
+    def _watch(self) -> None:
+        time.sleep(self._start)
+        begin, server0, machine0 = time.monotonic(), self._server.cpu_seconds(), _machine_ticks()
+        time.sleep(self._seconds)
+        wall, server1, machine1 = time.monotonic() - begin, self._server.cpu_seconds(), _machine_ticks()
+        if self._server.process.poll() is not None or wall <= 0:
+            return
+        busy, total = machine1[0] - machine0[0], machine1[1] - machine0[1]
+        self._result = CpuUse(server_cores=(server1 - server0) / wall, machine_busy=busy / total if total else 0.0)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat's first line (idle and iowait are not busy)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest time is inside user)
+    return total - values[3] - values[4], total
 
 
 def _vm_hwm(pid: int) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.load import LoadResult
 from bench.measure import Latency
 from bench.moto import Comparison
+from bench.processes import CpuUse
 from bench.shapes import SHAPES
 from bench.targets import TargetRow
 
@@ -46,6 +47,9 @@ class Throughput:
     connections: int
     real: LoadResult
     floor: LoadResult
+    real_cpu: CpuUse | None = None
+    """The server's and the machine's CPU while `real` was measured (None where it could not be read)."""
+    floor_cpu: CpuUse | None = None
 
 
 @dataclass

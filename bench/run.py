@@ -15,7 +15,7 @@ from pathlib import Path
 from bench import dataset, load, machine, moto, runner_scale, throughput
 from bench.databases import Database, new_key, postgres_available, postgres_version, prepare
 from bench.measure import Budget, Commits, HttpClient, InProcess
-from bench.processes import Running, floor_server, tione_server
+from bench.processes import CpuUse, CpuWindow, Running, floor_server, tione_server
 from bench.report import BackendResult, RunResult, SizeResult, Throughput, size_label
 from bench.shapes import SHAPES, THROUGHPUT_SHAPE
 from bench.signer import Credentials
@@ -143,23 +143,36 @@ def _throughput(
 ) -> Throughput:
     """The floor, then the real server, back to back with the same workers and connections."""
     with floor_server(body_path, config.workdir / "run", workers) as floor:
-        floor_result = _load(config, floor, creds)
+        floor_result, floor_cpu = _load(config, floor, creds)
     log(f"floor {workers} worker(s): {floor_result.rps:,.0f} req/s (load generator CPU {floor_result.cpu_share:.0%})")
     if workers == 1:
-        real = _load(config, server, creds)
+        real, real_cpu = _load(config, server, creds)
     else:
         with tione_server(db.url, config.workdir / "run", workers) as multi:
-            real = _load(config, multi, creds)
+            real, real_cpu = _load(config, multi, creds)
     log(
         f"{db.backend} {size_label(db.size)} {workers} worker(s): {real.rps:,.0f} req/s, "
         f"{real.errors} errors (load generator CPU {real.cpu_share:.0%})"
     )
-    return Throughput(size=db.size, workers=workers, connections=config.connections, real=real, floor=floor_result)
+    return Throughput(
+        size=db.size,
+        workers=workers,
+        connections=config.connections,
+        real=real,
+        floor=floor_result,
+        real_cpu=real_cpu,
+        floor_cpu=floor_cpu,
+    )
 
 
-def _load(config: Config, server: Running, creds: Credentials) -> load.LoadResult:
+def _load(config: Config, server: Running, creds: Credentials) -> tuple[load.LoadResult, CpuUse | None]:
+    """One load run, with the server's and the machine's CPU over its measurement window."""
     request = HttpClient.presign(server.host, creds, THROUGHPUT_SHAPE.params)
-    return load.run(
+    # The load process times its window from when it has started and connected: about its interpreter's start
+    # later than this (~0.1 s); the reading's window is shortened by as much at each end to stay inside it.
+    margin = LOAD_START_SECONDS
+    window = CpuWindow(server, start=config.load_warmup + margin, seconds=max(1.0, config.load_seconds - 2 * margin))
+    result = load.run(
         "127.0.0.1",
         server.port,
         [request],
@@ -167,3 +180,8 @@ def _load(config: Config, server: Running, creds: Credentials) -> load.LoadResul
         duration=config.load_seconds,
         warmup=config.load_warmup,
     )
+    return result, window.result()
+
+
+LOAD_START_SECONDS = 0.3
+"""A generous bound on how long the load process takes to start before its warmup begins."""

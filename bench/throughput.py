@@ -2,12 +2,16 @@
 share of the floor (the same uvicorn stack sending the same reply bytes at once), and two workers over one.
 
 The two-worker row carries the floor's own two-over-one ratio beside it: what the HTTP stack itself gains
-from a second worker on this machine, with the load generator sharing its cores.
+from a second worker on this machine, with the load generator sharing its cores. It also carries the server's CPU
+per reply at one worker and at two (equal figures: the second worker adds no cost of its own) and how busy the
+machine's cores were with two: where they are all busy, what the server did not get went to the load generator
+and the kernel, and the gain is the machine's to give, not the server's.
 """
 
 from __future__ import annotations
 
 from bench.load import LoadResult
+from bench.processes import CpuUse
 from bench.report import BackendResult, Throughput, size_label
 from bench.targets import TargetRow
 
@@ -42,14 +46,29 @@ def _floor_row(backend: str, t: Throughput) -> TargetRow:
     )
 
 
+def _cpu_note(one: Throughput, many: Throughput) -> str:
+    """`; server CPU/reply 150 → 152 µs, cores 99% busy`, where both readings were taken."""
+    if one.real_cpu is None or many.real_cpu is None or not one.real.rps or not many.real.rps:
+        return ""
+    return (
+        f"; server CPU/reply {_per_reply_us(one.real_cpu, one.real):.0f} → "
+        f"{_per_reply_us(many.real_cpu, many.real):.0f} µs, cores {many.real_cpu.machine_busy:.0%} busy"
+    )
+
+
+def _per_reply_us(cpu: CpuUse, result: LoadResult) -> float:
+    return cpu.server_cores / result.rps * 1e6
+
+
 def _workers_row(backend: str, one: Throughput, many: Throughput) -> TargetRow:
     gain = many.real.rps / one.real.rps if one.real.rps else 0.0
     floor_gain = many.floor.rps / one.floor.rps if one.floor.rps else 0.0
+    notes = _generator_note(many.real, many.floor) + _cpu_note(one, many)
     return TargetRow(
         backend=backend,
         measure=f"throughput · {many.workers} workers vs 1, default page, {size_label(many.size)} tasks",
         value=f"{many.real.rps:,.0f} vs {one.real.rps:,.0f} req/s{_errors(many.real, many.floor)}",
-        ratio=f"{gain:.2f}× 1 worker (floor {floor_gain:.2f}×){_generator_note(many.real, many.floor)}",
+        ratio=f"{gain:.2f}× 1 worker (floor {floor_gain:.2f}×){notes}",
         target=f"≥{WORKERS_GAIN}×",
         ok=gain >= WORKERS_GAIN and not many.real.errors,
     )

@@ -171,7 +171,7 @@ def _write_calls(pid: int) -> int:
 
 
 def test_a_reply_leaves_in_one_write(shared: Server) -> None:
-    """Issue 12: a reply's status line, headers and body go out in one write (serving.OneWritePerReply), not one
+    """Issue 12: a reply's status line, headers and body go out in one write (serving.WritesAtStepEnd), not one
     for the head and one for the body: half the sends, and one wake-up of the client instead of two."""
     creds = Creds(shared.key.secret_id, shared.key.secret_key)
     count = 60
