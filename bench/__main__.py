@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=300)
     p.add_argument("--connections", type=int, default=16, help="Concurrent connections of the load test.")
     p.add_argument("--load-seconds", type=float, default=10.0, help="Measured seconds of each load test.")
+    p.add_argument(
+        "--load-rounds", type=int, default=3, help="Interleaved floor/server rounds per throughput figure (median)."
+    )
     p.add_argument("--workers", default="1,2", help="Comma-separated worker counts to load (default 1,2).")
     p.add_argument("--load-size", help="Size to load (default: the largest size measured).")
     p.add_argument("--no-load", action="store_true", help="Skip the throughput measurements (moto's too).")
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         connections=args.connections,
         load_seconds=args.load_seconds,
         load_warmup=1.0,
+        load_rounds=max(1, args.load_rounds),
         workers=[int(w) for w in args.workers.split(",")],
         load_size=_load_size(args, sizes),
         moto=not args.no_moto,

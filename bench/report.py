@@ -50,6 +50,8 @@ class Throughput:
     real_cpu: CpuUse | None = None
     """The server's and the machine's CPU while `real` was measured (None where it could not be read)."""
     floor_cpu: CpuUse | None = None
+    rounds: int = 1
+    """Interleaved floor/server rounds; `real` and `floor` are each the median round."""
 
 
 @dataclass
@@ -188,10 +190,12 @@ def _targets_table(rows: list[TargetRow]) -> list[str]:
     lines = [
         "Issue 12's targets. Throughput: signed DescribeTrainingTasks, default page, from a separate load process "
         "over keep-alive connections, against the floor: the same uvicorn stack, same workers, sending the same "
-        "reply bytes at once (stated at 1M tasks; the row names the size loaded). moto: req/s of a signed page of "
-        "50 over 2,000 tasks over those of moto's ListTrainingJobs (MaxResults 50, 2,000 jobs), same load "
-        "generator and connections, back to back; p50s at one connection. Workers: `--workers 2` over one "
-        "worker, the floor's own gain beside it.",
+        "reply bytes at once (stated at 1M tasks; the row names the size loaded); floor and server are loaded in "
+        "interleaved rounds and each figure is its median round (`--load-rounds`, default 3). moto: req/s of a "
+        "signed page of 50 over 2,000 tasks over those of moto's ListTrainingJobs (MaxResults 50, 2,000 jobs), "
+        "same load generator and connections, back to back; p50s at one connection. Workers: `--workers 2` over "
+        "one worker, the floor's own gain beside it, then the server's CPU per reply at one worker and at two and "
+        "how busy the machine's cores were with two (all busy: the rest went to the load generator and the kernel).",
         "",
         "| Backend | Measure | Value | Ratio | Target |",
         "|---|---|---:|---:|---|",

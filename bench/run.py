@@ -7,8 +7,10 @@ RunResult.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,8 @@ class Config:
     connections: int
     load_seconds: float
     load_warmup: float
+    load_rounds: int
+    """Throughput: the floor and the server are loaded in this many interleaved rounds; each figure is the median."""
     workers: list[int]
     load_size: int | None
     """The size throughput is measured at; None skips the load tests (and moto)."""
@@ -138,22 +142,33 @@ def _one_size(config: Config, backend: str, size: int, outcome: BackendResult) -
     return result
 
 
+Measured = tuple[load.LoadResult, CpuUse | None]
+"""One load run's result and the CPU read over its window."""
+
+
 def _throughput(
     config: Config, db: Database, creds: Credentials, server: Running, workers: int, body_path: Path
 ) -> Throughput:
-    """The floor, then the real server, back to back with the same workers and connections."""
-    with floor_server(body_path, config.workdir / "run", workers) as floor:
-        floor_result, floor_cpu = _load(config, floor, creds)
-    log(f"floor {workers} worker(s): {floor_result.rps:,.0f} req/s (load generator CPU {floor_result.cpu_share:.0%})")
-    if workers == 1:
-        real, real_cpu = _load(config, server, creds)
-    else:
-        with tione_server(db.url, config.workdir / "run", workers) as multi:
-            real, real_cpu = _load(config, multi, creds)
-    log(
-        f"{db.backend} {size_label(db.size)} {workers} worker(s): {real.rps:,.0f} req/s, "
-        f"{real.errors} errors (load generator CPU {real.cpu_share:.0%})"
-    )
+    """The floor, then the real server, back to back with the same workers and connections, in interleaved rounds:
+    each figure is its median round (on these shared machines one run's figure moves by a tenth either way)."""
+    floors: list[Measured] = []
+    reals: list[Measured] = []
+    for number in range(1, config.load_rounds + 1):
+        with floor_server(body_path, config.workdir / "run", workers) as floor:
+            floors.append(_load(config, floor, creds))
+        if workers == 1:
+            reals.append(_load(config, server, creds))
+        else:
+            with tione_server(db.url, config.workdir / "run", workers) as multi:
+                reals.append(_load(config, multi, creds))
+        (f, _), (r, _) = floors[-1], reals[-1]
+        log(
+            f"round {number}: floor {workers} worker(s) {f.rps:,.0f} req/s (load generator CPU {f.cpu_share:.0%}); "
+            f"{db.backend} {size_label(db.size)} {r.rps:,.0f} req/s, {r.errors} errors "
+            f"(load generator CPU {r.cpu_share:.0%})"
+        )
+    floor_result, floor_cpu = median_round(floors)
+    real, real_cpu = median_round(reals)
     return Throughput(
         size=db.size,
         workers=workers,
@@ -162,10 +177,18 @@ def _throughput(
         floor=floor_result,
         real_cpu=real_cpu,
         floor_cpu=floor_cpu,
+        rounds=config.load_rounds,
     )
 
 
-def _load(config: Config, server: Running, creds: Credentials) -> tuple[load.LoadResult, CpuUse | None]:
+def median_round(rounds: Sequence[Measured]) -> Measured:
+    """The round of median req/s (the lower of the middle two for an even count), carrying every round's errors."""
+    ordered = sorted(rounds, key=lambda m: m[0].rps)
+    result, cpu = ordered[(len(ordered) - 1) // 2]
+    return dataclasses.replace(result, errors=sum(m[0].errors for m in rounds)), cpu
+
+
+def _load(config: Config, server: Running, creds: Credentials) -> Measured:
     """One load run, with the server's and the machine's CPU over its measurement window."""
     request = HttpClient.presign(server.host, creds, THROUGHPUT_SHAPE.params)
     # The load process times its window from when it has started and connected: about its interpreter's start
