@@ -30,18 +30,26 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     The timer is armed only when a chunk of bytes leaves a request's headers incomplete: headers nearly always come
     whole in one chunk, and a timer armed and cancelled per request cost the hot path (issue 12)."""
 
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, header_timeout: float, balance: Balance | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
+        self.balance = balance
         self._header_timer: asyncio.TimerHandle | None = None
         self._in_headers = False
+        self._counted = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(WritesAtStepEnd(transport, self.loop))  # type: ignore[arg-type]
         self._arm()  # nothing has come yet: the first request's headers are due
+        if self.balance is not None:
+            self.balance.opened()
+            self._counted = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._counted and self.balance is not None:
+            self.balance.closed()
+            self._counted = False
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -57,6 +65,12 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._disarm()
         super().on_headers_complete()
+        if self._counted and self.balance is not None and self.balance.crowded():
+            # This worker holds more than its share: the reply says `Connection: close` and the client's next
+            # connection goes wherever the kernel sends it (uvicorn closes after the reply, as when it stops).
+            self.cycle.keep_alive = False
+            self.balance.closed()
+            self._counted = False
 
     def _arm(self) -> None:
         if self._header_timer is None:
@@ -71,6 +85,36 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._header_timer = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class Balance:
+    """The connections each worker of `serve --workers N` holds, in memory the workers share, so that a worker
+    holding more than its share hands connections back (issue 12).
+
+    Each worker listens on a socket of its own and the kernel picks the socket for a new connection from a hash
+    of its addresses: with few long-lived keep-alive clients one worker often gets most of them (16 connections
+    split 12/4 or worse in two benchmark rounds of three, and two workers served what one does). A worker that
+    holds more than the even share rounded up answers its next request on a connection with `Connection: close`,
+    which every HTTP/1.1 client follows by opening a new connection for its next request; that one is hashed
+    afresh, so the split settles at even within a few replies. Each worker writes only its own slot, from its
+    event loop; the others' are read without a lock, as a hint."""
+
+    def __init__(self, counts: Any, index: int) -> None:
+        self._counts = counts
+        self._index = index
+        counts[index] = 0  # a restarted worker starts with none
+
+    def opened(self) -> None:
+        self._counts[self._index] += 1
+
+    def closed(self) -> None:
+        """A connection counted by `opened` closed, or was told to."""
+        self._counts[self._index] -= 1
+
+    def crowded(self) -> bool:
+        """True when this worker holds more than the even share of all the workers' connections, rounded up."""
+        counts = self._counts[:]
+        return bool(counts[self._index] * len(counts) > sum(counts) + len(counts) - 1)
 
 
 class WritesAtStepEnd:
@@ -162,15 +206,17 @@ def serve_workers(app: str, *, workers: int, host: str, port: int, options: dict
 
     uvicorn's `--workers` hands all of them one shared socket, and with uvloop the first worker to wake accepts
     every waiting connection: 16 keep-alive clients all landed on one worker and two workers served no more than
-    one (issue 12). With a socket each, the kernel spreads connections over the workers. A worker that dies is
-    started again; one that fails before it serves (uvicorn's STARTUP_FAILURE) stops them all.
+    one (issue 12). With a socket each, the kernel spreads connections over the workers, and the workers even out
+    what it spreads unevenly (Balance). A worker that dies is started again; one that fails before it serves
+    (uvicorn's STARTUP_FAILURE) stops them all. `options` are uvicorn_options', whose protocol takes `balance`.
     """
     _reuseport_socket(host, port).close()  # the address is free (or ours): say so now, not once per worker
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    procs = [context.Process(target=_worker, args=(app, host, port, options)) for _ in range(workers)]
+    counts = context.RawArray("i", workers)  # connections held, one slot per worker (Balance)
+    procs = [context.Process(target=_worker, args=(app, host, port, options, counts, i)) for i in range(workers)]
     for proc in procs:
         proc.start()
     status = 0
@@ -182,7 +228,7 @@ def serve_workers(app: str, *, workers: int, host: str, port: int, options: dict
                 status = STARTUP_FAILURE
                 stopping.set()
                 break
-            procs[i] = context.Process(target=_worker, args=(app, host, port, options))
+            procs[i] = context.Process(target=_worker, args=(app, host, port, options, counts, i))
             procs[i].start()
     for proc in procs:
         if proc.is_alive():
@@ -199,11 +245,12 @@ WORKER_STOP_SECONDS = 15.0
 """How long a worker may take to finish its requests and stop before it is killed."""
 
 
-def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
-    """One worker process: its own socket, then uvicorn until SIGTERM."""
+def _worker(app: str, host: str, port: int, options: dict[str, Any], counts: Any, index: int) -> None:
+    """One worker process: its own socket, then uvicorn until SIGTERM, its connections counted in slot `index`."""
     import uvicorn
 
     sock = _reuseport_socket(host, port)
+    options = {**options, "http": functools.partial(options["http"], balance=Balance(counts, index))}
     uvicorn.Server(uvicorn.Config(app, factory=True, host=host, port=port, **options)).run(sockets=[sock])
 
 
