@@ -3,6 +3,7 @@ is picked from its rounds (bench/run.py): the workers row's CPU columns are only
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,9 +34,9 @@ def test_a_busy_child_reads_as_one_core(tmp_path: Path) -> None:
     with _running(SPAWN_BURNER, tmp_path) as run:
         cpu = CpuWindow(run, start=0.5, seconds=2.0).result()
     assert cpu is not None
-    assert 0.7 <= cpu.server_cores <= 1.1, cpu
-    assert cpu.machine_busy >= 0.3, cpu  # one of this machine's cores at least, and no more than all of them
-    assert cpu.machine_busy <= 1.0
+    assert 0.5 <= cpu.server_cores <= 1.1, cpu  # one core, counted once (not zero, not twice), give or take sharing
+    one_core = 1 / (os.cpu_count() or 1)
+    assert 0.5 * one_core <= cpu.machine_busy <= 1.0, cpu
 
 
 def test_an_idle_process_reads_near_zero(tmp_path: Path) -> None:
