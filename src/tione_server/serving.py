@@ -1,5 +1,7 @@
-"""How uvicorn serves the app (issue 7 B5, C8): an HTTP protocol that closes connections whose headers do not
-arrive in time, TLS when a certificate is given, and the warning for plain HTTP beyond loopback.
+"""How uvicorn serves the app (issue 7 B5, C8; issue 12): an HTTP protocol that closes connections whose headers
+do not arrive in time, sends what a step of the event loop writes in one writev (WritesAtStepEnd) and, under
+`--workers N`, hands connections back when its worker holds more than its share (Balance); the workers' supervisor
+(serve_workers); TLS when a certificate is given, and the warning for plain HTTP beyond loopback.
 
 uvicorn bounds what it buffers per connection (it stops reading past 64 KB of unread body) and closes idle
 keep-alive connections, but it waits for a request's headers forever; the body deadline is the gateway's.
@@ -28,7 +30,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     `header_timeout` seconds of the connection opening or of the request's first byte (slowloris).
 
     The timer is armed only when a chunk of bytes leaves a request's headers incomplete: headers nearly always come
-    whole in one chunk, and a timer armed and cancelled per request cost the hot path (issue 12)."""
+    whole in one chunk, and a timer armed and cancelled per request cost the hot path (issue 12). The protocol also
+    wraps its transport in WritesAtStepEnd and, given a Balance (`serve --workers N`), counts its connection there
+    and answers with `Connection: close` when its worker is crowded."""
 
     def __init__(self, *args: Any, header_timeout: float, balance: Balance | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
