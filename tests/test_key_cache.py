@@ -16,6 +16,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 
 from tests.live import Key, Server, cli, create_key, running_server
 from tests.rawhttp import Creds, RawClient, check_envelope, tc3_request
+from tests.training import task_params
 
 NOT_FOUND = "AuthFailure.SecretIdNotFound"
 TASKS = [
@@ -73,3 +74,30 @@ def test_cached_revoked_key_is_refused_before_other_checks(server: Server, wrong
         else:
             bad = tc3_request(creds, server.endpoint, {"Limit": 1}, version="2019-01-01")
         assert check_envelope(raw.send(bad))["Error"]["Code"] == NOT_FOUND
+
+
+def test_every_action_refuses_a_revoked_key_at_once(database_url: str, tmp_path: Path) -> None:
+    """Every TC3 request takes its key from the cache (no read on the event loop): the create checks it in its
+    own statements, the other actions read it again on their handler thread. Revoked between two requests, a
+    key is refused by the very next one, and the refused create stored nothing, even where its Name was taken.
+    A key per action, each cached by one request before they are all revoked: a refusal drops a key from the
+    cache, and must not be what makes the next action's check work."""
+    with running_server(database_url, tmp_path, extra_args=("--executor", "simulate")) as server:
+        task_id = server.call("CreateTrainingTask", task_params("before"))["Id"]
+        calls = {
+            "create": ("CreateTrainingTask", task_params("after")),
+            "create, name taken": ("CreateTrainingTask", task_params("before")),
+            "describe": ("DescribeTrainingTask", {"Id": task_id}),
+            "stop": ("StopTrainingTask", {"Id": task_id}),
+            "list": ("DescribeTrainingTasks", {}),
+        }
+        keys = {what: create_key(database_url, server.key.uin) for what in calls}
+        for key in keys.values():
+            assert server.call("DescribeTrainingTasks", {}, key=key)["TotalCount"] == 1  # now cached
+        for key in keys.values():
+            cli("keys", "revoke", key.secret_id, database_url=database_url)
+        for what, (action, params) in calls.items():
+            assert _code(lambda a=action, p=params, k=keys[what]: server.call(a, p, key=k)) == NOT_FOUND, what
+        listed = server.call("DescribeTrainingTasks", {})  # the server's own key, still valid
+        assert [t["Name"] for t in listed["TrainingTaskSet"]] == ["before"]
+        assert listed["TrainingTaskSet"][0]["Status"] not in ("STOPPING", "STOPPED")

@@ -72,8 +72,10 @@ V1_MAX_BODY = 1024 * 1024
 GET_MAX_QUERY = 32 * 1024
 _HEADERS = [(b"content-type", b"application/json")]
 INLINE_ACTIONS = frozenset({"DescribeTrainingTasks"})
-ListAsync = Callable[[RequestContext, DescribeTrainingTasksRequest], Awaitable[DescribeTrainingTasksResponse]]
 """Actions answered on the event loop (see _inline); every other action runs on a handler thread."""
+KEY_CHECKING_ACTIONS = INLINE_ACTIONS | {"CreateTrainingTask"}
+"""Actions whose own statements check a cached key (RequestContext.cached_key); the others read it once more."""
+ListAsync = Callable[[RequestContext, DescribeTrainingTasksRequest], Awaitable[DescribeTrainingTasksResponse]]
 
 
 class Request(msgspec.Struct):
@@ -110,9 +112,10 @@ class Signed(msgspec.Struct):
     """What the signature is checked against: a TC3 request's parsed Authorization header, or a v1 request's
     parameters (its Signature among them)."""
     cached: bool = False
-    """The key came from the store's key cache (the list's hot path): the reads serving the request check that
-    it is still valid, and any refusal first re-reads it (`Gateway._recheck`), so the answer is the one a fresh
-    read would give."""
+    """The key came from the store's key cache (TC3 requests): no database read on the event loop. The
+    statements of a KEY_CHECKING_ACTIONS action check that it is still valid; any other action reads it again
+    on its handler thread (`Gateway._verify`); and any refusal first re-reads it (`Gateway._recheck`), so the
+    answer is the one a fresh read would give."""
 
 
 class Trace(msgspec.Struct):
@@ -314,8 +317,8 @@ class Gateway:
             region_name="X-TC-Region",
             token=h.get("x-tc-token") or "",
         )
-        cached = claims.action in INLINE_ACTIONS  # the hot path: its reads check the cached key (Signed.cached)
-        return self._authenticate(claims, lambda: _tc3_authorization(h, auth_header, claims.timestamp), cached)
+        # From the key cache: a read here would block the event loop (Signed.cached says who checks it).
+        return self._authenticate(claims, lambda: _tc3_authorization(h, auth_header, claims.timestamp), cached=True)
 
     # -- the verification sequence, shared by both signature versions (api3-protocol §4) ------------
 
@@ -339,6 +342,9 @@ class Gateway:
         """Steps 8-13 once the body is in: signature, token, nonce (v1), version and action, region, rate
         limit; then whether this server implements the action. The caller's context comes out."""
         claims, key = signed.claims, signed.key
+        cached = signed.cached and claims.action in KEY_CHECKING_ACTIONS
+        if signed.cached and not cached:  # step 7 again, off the event loop: this action's statements don't check it
+            key, _ = self._key(key.secret_id, cached=False)
         _check_signature(request, signed)
         if claims.token:
             raise TokenFailure()
@@ -358,7 +364,7 @@ class Gateway:
             request_id=request_id,
             language=language,
             now=signed.now,
-            cached_key=key.secret_id if signed.cached else None,
+            cached_key=key.secret_id if cached else None,
         )
         return ctx, action
 

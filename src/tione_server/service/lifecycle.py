@@ -140,7 +140,7 @@ class LifecycleActions:
                 resource_group_id=group, create_time=now, update_time=now, tags=d.tags, doc=doc,
             )  # fmt: skip
             try:
-                self.store.lifecycle.create(task, run, self.catalogue.limits.max_active_tasks)
+                self.store.lifecycle.create(task, run, self.catalogue.limits.max_active_tasks, key=ctx.cached_key)
             except NameTaken:
                 raise DuplicateName(f"A task named `{name}` (`Name`) already exists in this workspace.") from None
             except QuotaExceeded as err:

@@ -21,6 +21,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from tione_server.store import counts, feed, handles, revisions
+from tione_server.store.batch import Statements
 from tione_server.store.readers import AsyncReaders, Readers
 from tione_server.store.schema import SCHEMA_VERSION, meta, metadata
 from tione_server.store.urls import DatabaseError, connect_error, normalise_url
@@ -84,6 +85,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        self.prepared = Statements(self.engine.dialect)
+        """Statements compiled once for `batch.run` (store/batch.py)."""
         self.readers = Readers(make_engine(url, autocommit=True, pooled=False))
         if self.dialect == "postgresql":
             _require_asyncpg()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, ScalarSelect, bindparam, func, insert, select, update
+from sqlalchemy import BindParameter, RowMapping, ScalarSelect, bindparam, func, insert, select, update
 
 from tione_server.models import ApiKey
 from tione_server.store.database import Database
@@ -24,11 +24,17 @@ class KeyWithdrawn(Exception):
     """A cached key was revoked or deleted since it was cached: the request is refused as if it had been read."""
 
 
-def key_check(secret_id: str) -> ScalarSelect[bool]:
+def key_check(secret_id: str | BindParameter[str]) -> ScalarSelect[bool]:
     """A column saying whether the key may still sign: NULL when there is no such key, true when revoked.
-    Added to the reads that serve a request signed with a cached key (Tasks.page), so the check costs no
-    statement of its own."""
+    Added to the statements that serve a request signed with a cached key (a list page, a create), so the check
+    costs no statement of its own; `judge` reads its value."""
     return select(api_keys.c.revoked).where(api_keys.c.secret_id == secret_id).scalar_subquery()
+
+
+def judge(state: Any) -> None:
+    """`key_check`'s value: NULL (no such key) or true (revoked) withdraw the key."""
+    if state is None or state:
+        raise KeyWithdrawn()
 
 
 def key_of(row: Mapping[str, Any] | RowMapping) -> ApiKey:

@@ -26,7 +26,7 @@ from tione_server.models import Scope, Task, TaskQuery
 from tione_server.store import query as q
 from tione_server.store.counts import CountCache
 from tione_server.store.database import Database
-from tione_server.store.keys import KeyWithdrawn, key_check
+from tione_server.store.keys import judge, key_check
 from tione_server.store.schema import count_deltas, scopes, tasks
 from tione_server.store.scopes import Scopes
 from tione_server.store.tasks import TASK_COLUMNS, task_of
@@ -120,7 +120,7 @@ class Pages:
             sid = self._scopes.found(scope, found)
         if sid is None:  # no task was ever stored for the scope
             if key is not None:
-                _judge((yield self._db.compiled(("key", key), lambda: select(key_check(key))))[0][0])
+                judge((yield self._db.compiled(("key", key), lambda: select(key_check(key))))[0][0])
             return [], 0
         if self._pg:
             return (yield from self._pg_read(sid, query, key, have))
@@ -157,7 +157,7 @@ class Pages:
         else:
             found = yield self._db.compiled(("version", sid, None, key), lambda: _version(sid, key))
         if key is not None:
-            _judge(found[0][1])
+            judge(found[0][1])
         memo_key = (sid, query, key)
         last = self._pg_memo.get(memo_key)
         if together and last is not None and last[1] == have and (last[0] is found or last[0] == found):
@@ -187,7 +187,7 @@ class Pages:
             return found  # type: ignore[no-any-return]
         version, state = (yield self._db.compiled(("version", sid, None, key), lambda: _version(sid, key)))[0]
         if key is not None:
-            _judge(state)
+            judge(state)
         total = yield from self._total(sid, query, int(version))
         stamped: list[Row] = []
         if query.offset < total:
@@ -253,9 +253,3 @@ def _version(sid: int, key: str | None) -> Select[Any]:
     deltas = select(func.count()).select_from(count_deltas).where(count_deltas.c.scope_id == sid).scalar_subquery()
     check: ColumnElement[Any] = key_check(key) if key is not None else null()
     return select((scopes.c.gen + deltas).label("version"), check.label("state")).where(scopes.c.id == sid)
-
-
-def _judge(state: Any) -> None:
-    """`key_check`'s value: NULL (no such key) or true (revoked) withdraw the key."""
-    if state is None or state:
-        raise KeyWithdrawn()
