@@ -8,6 +8,7 @@ cached it, and expect the very next request to each to be refused exactly as an 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def test_every_action_refuses_a_revoked_key_at_once(database_url: str, tmp_path:
         for key in keys.values():
             cli("keys", "revoke", key.secret_id, database_url=database_url)
         for what, (action, params) in calls.items():
-            assert _code(lambda a=action, p=params, k=keys[what]: server.call(a, p, key=k)) == NOT_FOUND, what
+            assert _code(partial(server.call, action, params, key=keys[what])) == NOT_FOUND, what
         listed = server.call("DescribeTrainingTasks", {})  # the server's own key, still valid
         assert [t["Name"] for t in listed["TrainingTaskSet"]] == ["before"]
         assert listed["TrainingTaskSet"][0]["Status"] not in ("STOPPING", "STOPPED")
