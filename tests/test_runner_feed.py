@@ -97,6 +97,24 @@ def test_the_change_feed_reads_what_was_written_since(h: Harness) -> None:
     assert [r.status for r, _ in found] == ["STARTING"]
 
 
+def test_the_runners_own_writes_are_not_read_again(h: Harness) -> None:
+    """A run whose stamp is the one the runner's copy holds (its own write) is left out of the feed's reads;
+    a write by anyone else changes the stamp, and the run is read."""
+    [task_id] = _running(h, 1)
+    runs = h.store.runs
+    live = h.runner._live
+    [(run, _)] = list(live.items())
+    assert run.seq > 0  # stamped by the runner's last write, read back in that write's transaction
+    cursor = 0
+    found, _ = runs.changed(cursor, 100, live.seq_of)
+    assert found == []  # only its own writes since: none is read
+    assert [r.num for r, _ in runs.changed(cursor, 100)[0]] == [run.num]  # a reader holding no copy reads it
+    h.call("StopTrainingTask", {"Id": task_id})
+    found, _ = runs.changed(cursor, 100, live.seq_of)
+    assert [(r.num, r.status) for r, _ in found] == [(run.num, "STOPPING")]
+    assert found[0][0].seq != run.seq
+
+
 def test_the_change_feed_misses_no_late_commit(database_url: str) -> None:
     """PostgreSQL commits in any order: a write whose transaction began before a later one committed is still
     read, after it commits (the cursor is the oldest running transaction, store/feed.py)."""

@@ -49,6 +49,11 @@ class LiveSet:
     def get(self, num: int) -> tuple[Run, Task] | None:
         return self._items.get(num)
 
+    def seq_of(self, num: int) -> int | None:
+        """The stamp of the run's copy held here (Run.seq); None when none is held."""
+        item = self._items.get(num)
+        return None if item is None else item[0].seq
+
     def __getitem__(self, num: int) -> tuple[Run, Task]:
         return self._items[num]
 

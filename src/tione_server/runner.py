@@ -407,7 +407,7 @@ class Runner:
     def _read_changes(self, now: float) -> None:
         """Runs written since the last pass, by anyone (the API, this runner, another replica): stepped now."""
         live = self._live
-        found, live.cursor = self.store.runs.changed(live.cursor, FEED_BATCH)
+        found, live.cursor = self.store.runs.changed(live.cursor, FEED_BATCH, live.seq_of)
         if live.suspects:
             suspects, live.suspects = live.suspects, set()
             again = self.store.runs.of_nums(sorted(suspects))
@@ -668,11 +668,10 @@ class Runner:
         """PENDING -> STARTING (billing starts for postpaid tasks) and launch the first pods."""
         charge = ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
         if not self._move(
-            run, task, [TaskStatus.PENDING], task_doc={"Message": ""}, status=TaskStatus.STARTING,
+            run, task, [TaskStatus.PENDING], task_doc={"Message": ""}, pods_save=run.pods, status=TaskStatus.STARTING,
             charge_status=charge, message="",
         ):  # fmt: skip
             return False
-        self.store.runs.save_pods(run, run.pods)
         try:
             self._launch(run, task, _next_batch(run.pods), now)
         except Exception:  # launched again from STARTING, after a backoff

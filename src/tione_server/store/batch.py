@@ -82,15 +82,17 @@ class Refused(Exception):
         self.cause = cause
 
 
-def run(conn: Connection, steps: Sequence[tuple[Prepared, Values]]) -> list[Result]:
+def run(conn: Connection, steps: Sequence[tuple[Prepared, Values]], *, last: bool = False) -> list[Result]:
     """Run `steps` in order in `conn`'s transaction; their results, in the same order.
 
+    `last`: nothing follows in this transaction but its commit, which on PostgreSQL then goes in the same round
+    trip (the caller's `tx` finds nothing left to commit); SQLite commits when `tx` ends, as always.
     Raises Refused for the first statement that breaks a constraint; other driver errors propagate.
     """
     raw = conn.connection.driver_connection
     integrity = conn.dialect.loaded_dbapi.IntegrityError
     if conn.dialect.name == "postgresql":
-        return _pipelined(raw, steps, integrity)
+        return _pipelined(raw, steps, integrity, last)
     return _in_turn(raw, steps, integrity)
 
 
@@ -117,7 +119,9 @@ def _in_turn(raw: Any, steps: Sequence[tuple[Prepared, Values]], integrity: type
     return out
 
 
-def _pipelined(raw: Any, steps: Sequence[tuple[Prepared, Values]], integrity: type[Exception]) -> list[Result]:
+def _pipelined(
+    raw: Any, steps: Sequence[tuple[Prepared, Values]], integrity: type[Exception], commit: bool
+) -> list[Result]:
     from psycopg.errors import PipelineAborted  # PostgreSQL's driver: installed only with the postgres extra
 
     cursors: list[Any] = []
@@ -128,7 +132,10 @@ def _pipelined(raw: Any, steps: Sequence[tuple[Prepared, Values]], integrity: ty
                 cursor = raw.cursor()
                 cursors.append(cursor)
                 _execute(cursor, prepared, values)  # queued; may read earlier results as it sends, and raise
-            pipeline.sync()  # one round trip; raises the first statement's failure, and no later statement ran
+            if commit:
+                raw.commit()  # queued behind them, and synced: still one round trip
+            else:
+                pipeline.sync()  # one round trip; raises the first statement's failure, and no later statement ran
         except integrity as err:
             failed = err
             with contextlib.suppress(PipelineAborted):  # the statements queued after it: none ran

@@ -10,18 +10,19 @@ are in store/lifecycle.py.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 from sqlalchemy import ColumnElement, Connection, Update, bindparam, func, insert, select, update
 
 from tione_server.models import HOLDING_STATUSES, Pod, Run, Scope, Task
-from tione_server.store import feed
+from tione_server.store import batch, feed
+from tione_server.store.batch import Prepared, Values
 from tione_server.store.database import Database
 from tione_server.store.schema import UNSET_TIME, metrics, pods, runs, scopes, tasks
 from tione_server.store.scopes import Scopes
-from tione_server.store.tasks import patch_doc, task_of
+from tione_server.store.tasks import SET_DOC, patched, task_of
 
 
 def _time(value: int | None) -> int:
@@ -124,6 +125,7 @@ def _run(row: Any, task_id: str) -> Run:
         term_sent_at=m["term_sent_at"],
         kill_sent=bool(m["kill_sent"]),
         callback=m["callback"],
+        seq=m["seq"],
     )
 
 
@@ -134,6 +136,11 @@ _SAVE_PODS = (
     .values({c.name: bindparam(f"_{c.name}") for c in pods.c if c.name not in ("run_num", "name")})
 )
 """UPDATE of one pod's row by (run, name), bound per pod; parameters are prefixed so they never clash with columns."""
+
+
+def _saved_rows(run_num: int, saved: Sequence[Pod]) -> list[dict[str, Any]]:
+    """`_SAVE_PODS` parameters for these pods."""
+    return [{f"_{k}": v for k, v in pod_row(run_num, p).items()} for p in saved]
 
 
 def latest_num(conn: Connection, task_num: int) -> int | None:
@@ -181,28 +188,46 @@ def _with_tasks(conn: Connection, found: list[Run]) -> list[tuple[Run, Task]]:
 
 
 @functools.cache
-def _set_run(columns: tuple[str, ...], checked: bool) -> Update:
-    """UPDATE runs SET those columns for one run (and, `checked`, only from the expected states): built once per
+def _set_run(columns: tuple[str, ...], expected: tuple[str, ...] | None) -> Update:
+    """UPDATE runs SET those columns for one run (and, given `expected`, only from those states): built once per
     column set, with bound parameters, since building a statement per write was most of a write's cost."""
     where = [runs.c.num == bindparam("w_num")]
-    if checked:
-        where.append(runs.c.status.in_(bindparam("w_expected", expanding=True)))
+    if expected is not None:
+        where.append(runs.c.status.in_(expected))
     return update(runs).where(*where).values({c: bindparam(f"v_{c}") for c in columns})
 
 
 @functools.cache
-def _set_task(columns: tuple[str, ...]) -> Update:
-    """UPDATE tasks SET those columns for one task, built once per column set (as `_set_run`)."""
-    return update(tasks).where(tasks.c.num == bindparam("w_num")).values({c: bindparam(f"v_{c}") for c in columns})
+def _mirror(columns: tuple[str, ...]) -> Update:
+    """UPDATE the task of a run SET those columns, only while the run is its latest, returning its doc: the task row
+    mirrors its latest run (spec §5), and the doc is patched next in the same transaction."""
+    latest = select(func.max(runs.c.num)).where(runs.c.task_num == bindparam("w_num")).scalar_subquery()
+    # No columns: SET doc = doc, which locks the row and reads its doc all the same.
+    values: dict[str, Any] = {c: bindparam(f"v_{c}") for c in columns} or {"doc": tasks.c.doc}
+    return (
+        update(tasks)
+        .where(tasks.c.num == bindparam("w_num"), latest == bindparam("w_run"))
+        .values(values)
+        .returning(tasks.c.doc)
+    )
 
 
-def _params(values: dict[str, Any], *, num: int, expected: list[str] | None = None) -> dict[str, Any]:
-    """The parameters of `_set_run` / `_set_task` for these values."""
+def _params(values: dict[str, Any], *, num: int) -> dict[str, Any]:
+    """The parameters of `_set_run` / `_mirror` for these values."""
     params = {f"v_{k}": v for k, v in values.items()}
     params["w_num"] = num
-    if expected is not None:
-        params["w_expected"] = expected
     return params
+
+
+_MIRRORED = ("status", "charge_status", "start_time", "end_time")
+"""The run columns its task mirrors."""
+_INSERT_POD = insert(pods).values({c.name: bindparam(c.name) for c in pods.c})
+_SEQ = select(runs.c.seq).where(runs.c.num == bindparam("w_num"))
+"""A run's stamp after a write to it, read in the write's own transaction (Run.seq)."""
+
+
+class _Unchanged(Exception):
+    """The run was not in an expected state: the transition's transaction rolls back."""
 
 
 class Runs:
@@ -255,9 +280,12 @@ class Runs:
                 return after
             return int(conn.exec_driver_sql(feed.CURSOR_SQLITE).scalar_one())
 
-    def changed(self, cursor: int, limit: int) -> tuple[list[tuple[Run, Task]], int]:
+    def changed(
+        self, cursor: int, limit: int, held: Callable[[int], int | None] = lambda num: None
+    ) -> tuple[list[tuple[Run, Task]], int]:
         """Live runs written since `cursor` (at most `limit`, oldest change first), each with its task, and the
-        cursor for the next call (store/feed.py: the change feed; start from 0)."""
+        cursor for the next call (store/feed.py: the change feed; start from 0). `held(num)`: the stamp of the
+        copy the caller holds; a run still at that stamp is not read again (the caller's own write)."""
         with self._db.engine.connect() as conn:
             after = feed.horizon(conn, self._db.dialect)
             stmt = (
@@ -274,7 +302,9 @@ class Runs:
                 after = seen + 1
             elif len(rows) == limit:  # more to come: carry on from the last change read (read again, not lost)
                 after = min(after, seen)
-            nums = [int(r[0]) for r in rows]
+            nums = [int(num) for num, seq in rows if held(int(num)) != seq]
+            if not nums:
+                return [], after
             return _with_tasks(conn, runs_where(conn, runs.c.num.in_(nums))), after
 
     def held_by_node(self) -> dict[str, tuple[int, int, int]]:
@@ -322,53 +352,76 @@ class Runs:
         *,
         task_doc: dict[str, Any] | None = None,
         pods_insert: Sequence[Pod] = (),
+        pods_save: Sequence[Pod] = (),
         **fields: Any,
     ) -> bool:
         """Compare-and-set a run from one of `expected` states; mirror it onto its task when it is the latest.
 
         `fields` are `runs` columns (status, charge_status, start_time, ...); the same status, charge status
-        and times go to the task row, and `task_doc` is merged into the task's doc. False when the run was not
-        in an expected state any more (a concurrent Stop, a Delete): nothing is written then.
+        and times go to the task row, and `task_doc` is merged into the task's doc. `pods_insert` are new pod
+        rows, `pods_save` pods written back (as `save_pods`). False when the run was not in an expected state any
+        more (a concurrent Stop, a Delete): nothing is written then.
+        Its statements go together (store/batch.py): one round trip, one more for a doc patch, and the commit.
         """
         values = {k: (_time(v) if k in ("start_time", "end_time") else v) for k, v in fields.items()}
-        with self._db.tx() as conn:
-            res = conn.execute(_set_run(tuple(values), True), _params(values, num=run.num, expected=list(expected)))
-            if res.rowcount != 1:
-                return False
-            if pods_insert:
-                conn.execute(insert(pods), [pod_row(run.num, p) for p in pods_insert])
-            if latest_num(conn, run.task_num) == run.num:
-                mirrored: dict[str, Any] = {
-                    k: values[k] for k in ("status", "charge_status", "start_time", "end_time") if k in values
-                }
-                if mirrored:
-                    conn.execute(_set_task(tuple(mirrored)), _params(mirrored, num=run.task_num))
-                if task_doc:
-                    patch_doc(conn, run.task_num, task_doc)
+        mirrored = {k: values[k] for k in _MIRRORED if k in values}
+        p = self._db.prepared
+        cas = p(_set_run(tuple(values), tuple(expected)))
+        steps: list[tuple[Prepared, Values]] = [(cas, _params(values, num=run.num))]
+        if pods_insert:
+            steps.append((p(_INSERT_POD), [pod_row(run.num, pod) for pod in pods_insert]))
+        if pods_save:
+            steps.append((p(_SAVE_PODS), _saved_rows(run.num, pods_save)))
+        if mirrored or task_doc:
+            steps.append((p(_mirror(tuple(mirrored))), _params(mirrored, num=run.task_num) | {"w_run": run.num}))
+        steps.append((p(_SEQ), {"w_num": run.num}))
+        try:
+            with self._db.tx() as conn:
+                done = batch.run(conn, steps)
+                if done[0].rowcount != 1:
+                    raise _Unchanged  # what was written after it is rolled back with it
+                if task_doc and done[-2].rows:
+                    self._patch(conn, run.task_num, done[-2].rows[0][0], task_doc)
+        except _Unchanged:
+            return False
         for k, v in fields.items():
             setattr(run, k, v)
+        run.seq = done[-1].rows[0][0]
         return True
 
     def update(self, run: Run, **fields: Any) -> bool:
         """Bookkeeping columns that are not a state change (term_sent_at, kill_sent, callback, live, message);
         False when the run is gone (its task was deleted)."""
+        p = self._db.prepared
+        steps: list[tuple[Prepared, Values]] = [(p(_set_run(tuple(fields), None)), _params(fields, num=run.num))]
+        if "message" in fields:
+            steps.append((p(_mirror(())), {"w_num": run.task_num, "w_run": run.num}))
+        steps.append((p(_SEQ), {"w_num": run.num}))
         with self._db.tx() as conn:
-            found = conn.execute(_set_run(tuple(fields), False), _params(fields, num=run.num)).rowcount == 1
-            if found and "message" in fields and latest_num(conn, run.task_num) == run.num:
-                patch_doc(conn, run.task_num, {"Message": fields["message"]})
+            done = batch.run(conn, steps, last="message" not in fields)
+            found = done[0].rowcount == 1
+            if found and "message" in fields and done[1].rows:
+                self._patch(conn, run.task_num, done[1].rows[0][0], {"Message": fields["message"]})
         for k, v in fields.items():
             if hasattr(run, k):
                 setattr(run, k, v)
+        if found:
+            run.seq = done[-1].rows[0][0]
         return found
+
+    def _patch(self, conn: Connection, task_num: int, doc: str, patch: dict[str, Any]) -> None:
+        """Write the task's doc, as read (and locked) in this transaction, with `patch` merged in; the
+        transaction's last write."""
+        step = (self._db.prepared(SET_DOC), {"w_num": task_num, "new_doc": patched(doc, patch)})
+        batch.run(conn, [step], last=True)
 
     def save_pods(self, run: Run, changed: Sequence[Pod]) -> None:
         """Write the given pods of a run back (handle, status, times, exit code)."""
         if not changed:
             return
-        rows = [{f"_{k}": v for k, v in pod_row(run.num, p).items()} for p in changed]
         with self._db.tx() as conn:
             # One statement for all pods (executemany): building one per pod cost ~2 ms each (issue 7 B4).
-            conn.execute(_SAVE_PODS, rows)
+            batch.run(conn, [(self._db.prepared(_SAVE_PODS), _saved_rows(run.num, changed))], last=True)
 
     def of_task(self, task_num: int) -> list[Run]:
         """Every run of a task, oldest first, with pods (the console's timeline, issue 11)."""

@@ -92,14 +92,19 @@ def patch_doc(conn: Connection, task_num: int, patch: dict[str, Any]) -> None:
     raw = conn.execute(_DOC_OF, {"num": task_num}).scalar()
     if raw is None:
         return
-    doc = _json_decode(raw)
-    doc.update(patch)
-    conn.execute(_SET_DOC, {"w_num": task_num, "new_doc": _json_encode(doc).decode()})
+    conn.execute(SET_DOC, {"w_num": task_num, "new_doc": patched(raw, patch)})
+
+
+def patched(doc: str, patch: dict[str, Any]) -> str:
+    """A stored doc's text with `patch` merged in."""
+    merged = _json_decode(doc)
+    merged.update(patch)
+    return _json_encode(merged).decode()
 
 
 _DOC_OF = select(tasks.c.doc).where(tasks.c.num == bindparam("num"))
-_SET_DOC = update(tasks).where(tasks.c.num == bindparam("w_num")).values(doc=bindparam("new_doc"))
-"""patch_doc's statements, built once (the runner patches a task's doc on most of its transitions)."""
+SET_DOC = update(tasks).where(tasks.c.num == bindparam("w_num")).values(doc=bindparam("new_doc"))
+"""The statements patching a doc, built once (the runner patches a task's doc on most of its transitions)."""
 
 
 def _copy(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
