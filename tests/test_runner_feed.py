@@ -201,3 +201,60 @@ def test_a_deleted_run_leaves_the_live_set(h: Harness) -> None:
     h.tick(T0 + 1000)  # its timeline says it ended: the runner's write finds it gone, and it reads it again
     h.tick(T0 + 1001)
     assert all(r.id != run_id for r, _ in h.runner._live.items())
+
+
+def test_grants_are_written_together(h: Harness) -> None:
+    """Runs granted on one pass are moved to STARTING a chunk per transaction (one commit for many: PENDING used
+    to drain at the pace of commits), not one transaction each."""
+    calls: list[int] = []
+    transition_all = h.store.runs.transition_all
+
+    def counting(moves: Any) -> bool:
+        calls.append(len(moves))
+        return transition_all(moves)
+
+    h.store.runs.transition_all = counting  # type: ignore[method-assign]
+    ids = [h.call("CreateTrainingTask", params(f"g-{i}", **IDLE))["Id"] for i in range(20)]
+    h.tick(T0 + 1)
+    assert {h.detail(t)["Status"] for t in ids} == {"STARTING"}
+    assert max(calls) > 1  # several grants in one transaction
+    assert len([n for n in calls if n > 1]) <= 2  # 20 grants: two chunks at most
+
+
+def test_a_stop_racing_a_batch_of_grants_is_kept(database_url: str, tmp_path: Path) -> None:
+    """A run stopped between the pass's decision and its batched write makes the batch write nothing; each run is
+    then moved on its own: the stopped one stays stopped and gives back the capacity counted for it. The runs wait
+    PENDING first, so the pass that grants them does not step them (nothing else recounts what they hold)."""
+    four = "[capacity]\ncpu = 8000\nmemory = 16384\n"  # four TI.S.MEDIUM.POST (2 cores, 4 GB each)
+    h = Harness(tmp_path, database_url=database_url, catalogue=four)
+    try:
+        first = [h.call("CreateTrainingTask", params(f"first-{i}", **IDLE))["Id"] for i in range(4)]
+        h.tick(T0 + 1)
+        waiting = [h.call("CreateTrainingTask", params(f"waiting-{i}", **IDLE))["Id"] for i in range(4)]
+        h.tick(T0 + 2)
+        assert {h.detail(t)["Status"] for t in waiting} == {"PENDING"}
+        transition_all = h.store.runs.transition_all
+        raced: list[str] = []
+
+        def racing(moves: Any) -> bool:
+            if len(moves) > 1 and not raced:
+                raced.append(waiting[1])
+                h.call("StopTrainingTask", {"Id": waiting[1]})  # another request, its own transaction, first
+            return transition_all(moves)
+
+        h.store.runs.transition_all = racing  # type: ignore[method-assign]
+        for task_id in first:
+            h.call("StopTrainingTask", {"Id": task_id})
+        for at in range(3, 20):
+            h.tick(T0 + at)
+            if raced:
+                break
+        assert raced == [waiting[1]]
+        statuses = [h.detail(t)["Status"] for t in waiting]
+        assert statuses[1] in ("STOPPING", "STOPPED")
+        assert [statuses[i] for i in (0, 2, 3)] == ["STARTING"] * 3
+        nums = {task.id: run.num for run, task in h.runner._live.items()}
+        assert nums.get(waiting[1]) not in h.runner._held  # what was counted for it was given back
+        assert all(nums[t] in h.runner._held for t in (waiting[0], waiting[2], waiting[3]))
+    finally:
+        h.close()

@@ -54,6 +54,7 @@ from tione_server.models import (
 )
 from tione_server.scheduling import NEVER_FITS, WAITING, Demand, Hold, Round, Scheduler, Slot
 from tione_server.store import Store
+from tione_server.store.runs import Move
 
 log = logging.getLogger("tione_server.runner")
 
@@ -73,6 +74,8 @@ STEP_BATCH = 256
 the rest follow on the next quick ticks."""
 GRANT_BATCH = 128
 """Most PENDING runs granted capacity in one tick, for the same reason."""
+GRANT_CHUNK = 16
+"""Grants written in one transaction (one commit), then launched, before the tick's budget is looked at again."""
 FOLD_INTERVAL = 0.1
 """Seconds between folds of the task count changes (a write transaction): often enough that what every list adds
 stays small, not on every quick pass of a busy runner."""
@@ -165,6 +168,13 @@ def _holds(run: Run) -> bool:
     if run.status in (TaskStatus.STARTING, TaskStatus.RUNNING):
         return True
     return run.status == TaskStatus.STOPPING and any(p.node or p.launched_at is not None for p in run.pods)
+
+
+def _grant_move(run: Run, task: Task) -> Move:
+    """PENDING -> STARTING: billing starts for a postpaid task, the Message clears, the pods' nodes are saved."""
+    charge = ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
+    fields = {"status": TaskStatus.STARTING, "charge_status": charge, "message": ""}
+    return Move(run, (TaskStatus.PENDING,), fields, task_doc={"Message": ""}, pods_save=run.pods)
 
 
 def _demands(run: Run, task: Task) -> list[Demand]:
@@ -560,8 +570,13 @@ class Runner:
 
     def _move(self, run: Run, task: Task, expected: Sequence[str], reason: str = "", **fields: Any) -> bool:
         """store.transition, and a log line when it happened (issue 7 F16)."""
-        before = run.status
-        if not self.store.runs.transition(run, expected, **fields):
+        doc, pods = fields.pop("task_doc", None), fields.pop("pods_insert", ())
+        return self._moved(task, Move(run, tuple(expected), fields, task_doc=doc, pods_insert=pods), reason)
+
+    def _moved(self, task: Task, move: Move, reason: str = "") -> bool:
+        """`_move` of a Move."""
+        run, before = move.run, move.run.status
+        if not self.store.runs.transition_all([move]):
             self._live.suspects.add(run.num)  # changed meanwhile (the feed tells how) or deleted: read it again
             return False
         state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
@@ -581,9 +596,10 @@ class Runner:
         plan = self._round()
         plan.next_pass()
         granted: list[int] = []
+        chunk: list[tuple[Run, Task]] = []
         for queue in live.queues():
             for num in queue:
-                if len(granted) >= GRANT_BATCH or self._spent():
+                if len(granted) + len(chunk) >= GRANT_BATCH or self._spent():
                     live.wants_schedule = True  # the rest on the next pass
                     break
                 run, task = live[num]
@@ -596,9 +612,12 @@ class Runner:
                     break
                 for pod, slot in zip(run.pods, offer.slots, strict=True):
                     pod.node = slot.node
-                if self._grant(run, task, now):
-                    self._track_capacity(run)  # counted in the round at once, for the offers after it
-                    granted.append(num)
+                self._track_capacity(run, granting=True)  # counted in the round at once, for the offers after it
+                chunk.append((run, task))
+                if len(chunk) >= GRANT_CHUNK:
+                    granted += self._grant_all(chunk, now)
+                    chunk = []
+        granted += self._grant_all(chunk, now)
         for num in live.take_arrivals():  # runs queued behind a waiting one: say why they wait
             item = live.get(num)
             if item is not None and item[0].status == TaskStatus.PENDING:
@@ -623,9 +642,10 @@ class Runner:
             self._round_kept = self.scheduler.round(h for holds in self._held.values() for h in holds)
         return self._round_kept
 
-    def _track_capacity(self, run: Run, *, gone: bool = False) -> None:
-        """Keep what the run holds counted: added when it starts holding, given back when it stops."""
-        holds = None if gone or not _holds(run) else tuple(_holds_of(run))
+    def _track_capacity(self, run: Run, *, gone: bool = False, granting: bool = False) -> None:
+        """Keep what the run holds counted: added when it starts holding (or is `granting`: about to), given back
+        when it stops."""
+        holds = None if gone or not (granting or _holds(run)) else tuple(_holds_of(run))
         before = self._held.get(run.num)
         if holds == before:
             return
@@ -666,19 +686,48 @@ class Runner:
 
     def _grant(self, run: Run, task: Task, now: float) -> bool:
         """PENDING -> STARTING (billing starts for postpaid tasks) and launch the first pods."""
-        charge = ChargeStatus.BILLING if task.charge_type == ChargeType.POSTPAID_BY_HOUR else ChargeStatus.NOT_BILLING
-        if not self._move(
-            run, task, [TaskStatus.PENDING], task_doc={"Message": ""}, pods_save=run.pods, status=TaskStatus.STARTING,
-            charge_status=charge, message="",
-        ):  # fmt: skip
+        if not self._moved(task, _grant_move(run, task)):
             return False
-        try:
-            self._launch(run, task, _next_batch(run.pods), now)
-        except Exception:  # launched again from STARTING, after a backoff
-            self._failed_step(run, now)
+        self._launch_first([(run, task)], now)
         return True
 
-    def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float) -> None:
+    def _grant_all(self, chunk: Sequence[tuple[Run, Task]], now: float) -> list[int]:
+        """`_grant` for runs already counted in the round (`_track_capacity(granting=True)`), their moves in one
+        transaction: one commit for the lot, where one each made PENDING drain at the pace of commits. Should one
+        of them have changed meanwhile (a Stop), each is moved on its own; those that cannot be give back their
+        count. The numbers of those granted."""
+        if not chunk:
+            return []
+        before = [run.status for run, _ in chunk]
+        if self.store.runs.transition_all([_grant_move(run, task) for run, task in chunk]):
+            moved = list(chunk)
+            for (run, task), was in zip(chunk, before, strict=True):
+                state_changed(task.id, run.id, task.scope.uin, was, run.status, "")
+        else:
+            moved = []
+            for run, task in chunk:
+                if self._moved(task, _grant_move(run, task)):
+                    moved.append((run, task))
+                else:
+                    self._track_capacity(run)  # not granted: what was counted for it is given back
+        self._launch_first(moved, now)
+        return [run.num for run, _ in moved]
+
+    def _launch_first(self, granted: Sequence[tuple[Run, Task]], now: float) -> None:
+        """Launch the first pods of runs just granted; their handles saved in one transaction."""
+        launched: list[tuple[Run, Sequence[Pod]]] = []
+        for run, task in granted:
+            try:
+                pods = _next_batch(run.pods)
+                if self._launch(run, task, pods, now, save=False):
+                    launched.append((run, pods))
+            except Exception:  # launched again from STARTING, after a backoff
+                self._failed_step(run, now)
+        self.store.runs.save_pods_of(launched)
+
+    def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float, *, save: bool = True) -> bool:
+        """Launch pods of a STARTING run and save their handles (`save`), or finish the run FAILED when the
+        executor refuses; whether they were launched (unsaved when not `save`: the caller saves them)."""
         spec = self._spec(run, task)
         try:
             handles = self.executor.launch(spec, pods, now)
@@ -688,9 +737,11 @@ class Runner:
             for p in pods:
                 p.status = PodStatus.FAILED if p.launched_at is None else p.status
             self._finish(run, task, TaskStatus.FAILED, str(err), now)
-            return
+            return False
         _launched(pods, handles, now)
-        self.store.runs.save_pods(run, pods)
+        if save:
+            self.store.runs.save_pods(run, pods)
+        return True
 
     # -- watching pods --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -226,6 +227,18 @@ _SEQ = select(runs.c.seq).where(runs.c.num == bindparam("w_num"))
 """A run's stamp after a write to it, read in the write's own transaction (Run.seq)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One run's compare-and-set, as `Runs.transition` takes it."""
+
+    run: Run
+    expected: tuple[str, ...]
+    fields: dict[str, Any]
+    task_doc: dict[str, Any] | None = None
+    pods_insert: Sequence[Pod] = ()
+    pods_save: Sequence[Pod] = ()
+
+
 class _Unchanged(Exception):
     """The run was not in an expected state: the transition's transaction rolls back."""
 
@@ -361,32 +374,51 @@ class Runs:
         and times go to the task row, and `task_doc` is merged into the task's doc. `pods_insert` are new pod
         rows, `pods_save` pods written back (as `save_pods`). False when the run was not in an expected state any
         more (a concurrent Stop, a Delete): nothing is written then.
-        Its statements go together (store/batch.py): one round trip, one more for a doc patch, and the commit.
         """
-        values = {k: (_time(v) if k in ("start_time", "end_time") else v) for k, v in fields.items()}
-        mirrored = {k: values[k] for k in _MIRRORED if k in values}
+        return self.transition_all([Move(run, tuple(expected), fields, task_doc, pods_insert, pods_save)])
+
+    def transition_all(self, moves: Sequence[Move]) -> bool:
+        """`transition` for several runs in one transaction, all or nothing: False, and nothing written, when any
+        run was not in its expected state. Its statements go together (store/batch.py): one round trip for every
+        compare-and-set, pod and mirror, one more for the doc patches and the commit; one commit for them all."""
         p = self._db.prepared
-        cas = p(_set_run(tuple(values), tuple(expected)))
-        steps: list[tuple[Prepared, Values]] = [(cas, _params(values, num=run.num))]
-        if pods_insert:
-            steps.append((p(_INSERT_POD), [pod_row(run.num, pod) for pod in pods_insert]))
-        if pods_save:
-            steps.append((p(_SAVE_PODS), _saved_rows(run.num, pods_save)))
-        if mirrored or task_doc:
-            steps.append((p(_mirror(tuple(mirrored))), _params(mirrored, num=run.task_num) | {"w_run": run.num}))
-        steps.append((p(_SEQ), {"w_num": run.num}))
+        steps: list[tuple[Prepared, Values]] = []
+        marks: list[tuple[int, int | None, int]] = []  # each move's compare-and-set, mirror and stamp
+        for m in moves:
+            values = {k: (_time(v) if k in ("start_time", "end_time") else v) for k, v in m.fields.items()}
+            mirrored = {k: values[k] for k in _MIRRORED if k in values}
+            cas = len(steps)
+            steps.append((p(_set_run(tuple(values), m.expected)), _params(values, num=m.run.num)))
+            if m.pods_insert:
+                steps.append((p(_INSERT_POD), [pod_row(m.run.num, pod) for pod in m.pods_insert]))
+            if m.pods_save:
+                steps.append((p(_SAVE_PODS), _saved_rows(m.run.num, m.pods_save)))
+            mirror = None
+            if mirrored or m.task_doc:
+                mirror = len(steps)
+                steps.append(
+                    (p(_mirror(tuple(mirrored))), _params(mirrored, num=m.run.task_num) | {"w_run": m.run.num})
+                )
+            marks.append((cas, mirror, len(steps)))
+            steps.append((p(_SEQ), {"w_num": m.run.num}))
         try:
             with self._db.tx() as conn:
                 done = batch.run(conn, steps)
-                if done[0].rowcount != 1:
+                if any(done[cas].rowcount != 1 for cas, _, _ in marks):
                     raise _Unchanged  # what was written after it is rolled back with it
-                if task_doc and done[-2].rows:
-                    self._patch(conn, run.task_num, done[-2].rows[0][0], task_doc)
+                docs = [
+                    {"w_num": m.run.task_num, "new_doc": patched(done[mirror].rows[0][0], m.task_doc)}
+                    for m, (_, mirror, _) in zip(moves, marks, strict=True)
+                    if m.task_doc and mirror is not None and done[mirror].rows
+                ]
+                if docs:
+                    batch.run(conn, [(p(SET_DOC), docs)], last=True)
         except _Unchanged:
             return False
-        for k, v in fields.items():
-            setattr(run, k, v)
-        run.seq = done[-1].rows[0][0]
+        for m, (_, _, stamp) in zip(moves, marks, strict=True):
+            for k, v in m.fields.items():
+                setattr(m.run, k, v)
+            m.run.seq = done[stamp].rows[0][0]
         return True
 
     def update(self, run: Run, **fields: Any) -> bool:
@@ -417,11 +449,16 @@ class Runs:
 
     def save_pods(self, run: Run, changed: Sequence[Pod]) -> None:
         """Write the given pods of a run back (handle, status, times, exit code)."""
-        if not changed:
+        self.save_pods_of([(run, changed)])
+
+    def save_pods_of(self, saves: Sequence[tuple[Run, Sequence[Pod]]]) -> None:
+        """`save_pods` for several runs, in one transaction."""
+        rows = [row for run, changed in saves for row in _saved_rows(run.num, changed)]
+        if not rows:
             return
         with self._db.tx() as conn:
             # One statement for all pods (executemany): building one per pod cost ~2 ms each (issue 7 B4).
-            batch.run(conn, [(self._db.prepared(_SAVE_PODS), _saved_rows(run.num, changed))], last=True)
+            batch.run(conn, [(self._db.prepared(_SAVE_PODS), rows)], last=True)
 
     def of_task(self, task_num: int) -> list[Run]:
         """Every run of a task, oldest first, with pods (the console's timeline, issue 11)."""
