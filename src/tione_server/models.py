@@ -185,6 +185,8 @@ class Run:
     callback: str = ""
     """A §8 callback waiting to be sent: JSON `{"task_name", "code", "message", "total_time", "at"}`; "" none."""
     pods: list[Pod] = field(default_factory=list)
+    live: bool = True
+    """The runner still has work on it: not terminal, pods to clean up, or a callback to send."""
     seq: int = 0
     """The row's stamp when this copy was read or written (store/feed.py): the runner's own writes come back
     through the change feed with the stamp it already holds, and are not read again."""

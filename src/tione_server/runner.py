@@ -788,26 +788,32 @@ class Runner:
             self._launch(run, task, _next_batch(missing), now)
             return True
         changed_pods = self._apply(run, seen, now)
-        self.store.runs.save_pods(run, changed_pods)
         changed = bool(changed_pods)
+        unsaved: Sequence[Pod] = changed_pods  # written with the move below, or on their own
         if run.status == TaskStatus.STARTING:
             started = all(p.status != PodStatus.PENDING for p in run.pods)
             if not started and not any(p.status == PodStatus.FAILED for p in run.pods):
+                self.store.runs.save_pods(run, unsaved)
                 return changed
-            start = max((p.start_time for p in run.pods if p.start_time is not None), default=now)
-            if started and not self._move(
-                run, task, [TaskStatus.STARTING], status=TaskStatus.RUNNING, start_time=int(start)
-            ):
-                return changed
+            if started:
+                start = max((p.start_time for p in run.pods if p.start_time is not None), default=now)
+                fields = {"status": TaskStatus.RUNNING, "start_time": int(start)}
+                if not self._moved(task, Move(run, (TaskStatus.STARTING,), fields, pods_save=unsaved)):
+                    self.store.runs.save_pods(run, unsaved)  # refused: the pods are as observed all the same
+                    return changed
+                unsaved = ()
             changed = True
         result = verdict(spec.mode, run.pods)
         if result.outcome == "running":
+            self.store.runs.save_pods(run, unsaved)
             return changed
         end = result.at if result.at is not None else now
         if result.outcome == "succeed":
-            self._finish(run, task, TaskStatus.SUCCEED, "", end)
+            finished = self._finish(run, task, TaskStatus.SUCCEED, "", end, pods_save=unsaved)
         else:
-            self._finish(run, task, TaskStatus.FAILED, result.reason, end)
+            finished = self._finish(run, task, TaskStatus.FAILED, result.reason, end, pods_save=unsaved)
+        if not finished:
+            self.store.runs.save_pods(run, unsaved)
         leftovers = [p for p in run.pods if p.status in LIVE_POD_STATUSES]
         if leftovers:  # PS pods after success, the rest after a failure (spec §6.5)
             self.executor.signal(spec, run, leftovers, kill=False, now=now)
@@ -859,27 +865,26 @@ class Runner:
 
     # -- outcomes and callbacks -------------------------------------------------------------------
 
-    def _finish(self, run: Run, task: Task, status: TaskStatus, reason: str, at: float) -> bool:
-        """Move a run to a terminal state, with FailureReason, EndTime and its §8 callback."""
+    def _finish(
+        self, run: Run, task: Task, status: TaskStatus, reason: str, at: float, pods_save: Sequence[Pod] = ()
+    ) -> bool:
+        """Move a run to a terminal state, with FailureReason, EndTime and its §8 callback; `pods_save` are
+        written with it. With no callback to send and no pod left alive, the runner is done with it in the same
+        write (`live`)."""
         end = int(at)
         runtime = runtime_seconds(status, run.start_time, end, at)
         callback = ""
         if task.doc.get("CallbackUrl"):
             callback = json.dumps(self._callback(run, status, reason, at))
         charge = ChargeStatus.ARREARS_STOP if run.stop_reason == "Arrears Stop" else ChargeStatus.NOT_BILLING
-        return self._move(
-            run,
-            task,
-            [run.status],
-            reason,
-            task_doc={"FailureReason": reason, "Message": "", "RuntimeInSeconds": runtime},
-            status=status,
-            charge_status=charge,
-            failure_reason=reason,
-            message="",
-            end_time=end,
-            callback=callback,
-        )
+        fields: dict[str, Any] = {
+            "status": status, "charge_status": charge, "failure_reason": reason, "message": "", "end_time": end,
+            "callback": callback,
+        }  # fmt: skip
+        if not callback and not _pods_live(run):
+            fields["live"] = False
+        doc = {"FailureReason": reason, "Message": "", "RuntimeInSeconds": runtime}
+        return self._moved(task, Move(run, (run.status,), fields, task_doc=doc, pods_save=pods_save), reason)
 
     @staticmethod
     def _callback(run: Run, status: TaskStatus, reason: str, at: float) -> dict[str, object]:
@@ -908,7 +913,8 @@ class Runner:
                 and not run.callback
                 and not any(p.status in LIVE_POD_STATUSES for p in run.pods)
             ):
-                self.store.runs.update(run, live=False)
+                if run.live:  # else done in the write that finished it
+                    self.store.runs.update(run, live=False)
                 if self._placer is not None:  # issue 10 item 6: the actors and the group go once the pods have
                     try:
                         self._placer.release(run.id, [p.name for p in run.pods])

@@ -57,7 +57,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "term_sent_at": run.term_sent_at,
         "kill_sent": run.kill_sent,
         "callback": run.callback,
-        "live": True,
+        "live": run.live,
     }
 
 
@@ -126,6 +126,7 @@ def _run(row: Any, task_id: str) -> Run:
         term_sent_at=m["term_sent_at"],
         kill_sent=bool(m["kill_sent"]),
         callback=m["callback"],
+        live=bool(m["live"]),
         seq=m["seq"],
     )
 
