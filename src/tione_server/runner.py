@@ -723,7 +723,11 @@ class Runner:
                     launched.append((run, pods))
             except Exception:  # launched again from STARTING, after a backoff
                 self._failed_step(run, now)
-        self.store.runs.save_pods_of(launched)
+        try:
+            self.store.runs.save_pods_of(launched)
+        except Exception:  # as when one run's save failed: each steps again after a backoff, its pods known here
+            for run, _ in launched:
+                self._failed_step(run, now)
 
     def _launch(self, run: Run, task: Task, pods: Sequence[Pod], now: float, *, save: bool = True) -> bool:
         """Launch pods of a STARTING run and save their handles (`save`), or finish the run FAILED when the
