@@ -568,10 +568,20 @@ class Runner:
         log.warning("runner: run %s: %s; attempt %d, next in %.1f s", run.id, error, backoff.attempts, delay)
         return False
 
-    def _move(self, run: Run, task: Task, expected: Sequence[str], reason: str = "", **fields: Any) -> bool:
+    def _move(
+        self,
+        run: Run,
+        task: Task,
+        expected: Sequence[str],
+        reason: str = "",
+        *,
+        task_doc: dict[str, Any] | None = None,
+        pods_insert: Sequence[Pod] = (),
+        **fields: Any,
+    ) -> bool:
         """store.transition, and a log line when it happened (issue 7 F16)."""
-        doc, pods = fields.pop("task_doc", None), fields.pop("pods_insert", ())
-        return self._moved(task, Move(run, tuple(expected), fields, task_doc=doc, pods_insert=pods), reason)
+        move = Move(run, tuple(expected), fields, task_doc=task_doc, pods_insert=pods_insert)
+        return self._moved(task, move, reason)
 
     def _moved(self, task: Task, move: Move, reason: str = "") -> bool:
         """`_move` of a Move."""

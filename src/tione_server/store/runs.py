@@ -366,17 +366,16 @@ class Runs:
         *,
         task_doc: dict[str, Any] | None = None,
         pods_insert: Sequence[Pod] = (),
-        pods_save: Sequence[Pod] = (),
         **fields: Any,
     ) -> bool:
         """Compare-and-set a run from one of `expected` states; mirror it onto its task when it is the latest.
 
         `fields` are `runs` columns (status, charge_status, start_time, ...); the same status, charge status
-        and times go to the task row, and `task_doc` is merged into the task's doc. `pods_insert` are new pod
-        rows, `pods_save` pods written back (as `save_pods`). False when the run was not in an expected state any
-        more (a concurrent Stop, a Delete): nothing is written then.
+        and times go to the task row, and `task_doc` is merged into the task's doc; `pods_insert` are new pod
+        rows. False when the run was not in an expected state any more (a concurrent Stop, a Delete): nothing is
+        written then.
         """
-        return self.transition_all([Move(run, tuple(expected), fields, task_doc, pods_insert, pods_save)])
+        return self.transition_all([Move(run, tuple(expected), fields, task_doc, pods_insert)])
 
     def transition_all(self, moves: Sequence[Move]) -> bool:
         """`transition` for several runs in one transaction, all or nothing: False, and nothing written, when any
