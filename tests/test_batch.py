@@ -41,7 +41,7 @@ def test_results_come_back_in_order(store: Store) -> None:
     assert _count(store) == 3  # committed with the transaction
 
 
-def test_a_broken_constraint_names_its_statement_and_the_transaction_rolls_back(store: Store) -> None:
+def test_a_broken_constraint_stops_the_batch_and_the_transaction_rolls_back(store: Store) -> None:
     p = store.db.prepared
     with store.db.tx() as conn:
         batch.run(conn, [(p(_PUT), {"key": "b-taken", "value": "first"})])
@@ -55,7 +55,7 @@ def test_a_broken_constraint_names_its_statement_and_the_transaction_rolls_back(
                 (p(_PUT), {"key": "b-after", "value": "y"}),
             ],
         )
-    assert refused.value.index == 2
+    assert isinstance(refused.value.cause, store.db.engine.dialect.loaded_dbapi.IntegrityError)
     assert _count(store) == 1  # leaving the transaction with the error rolled back the statements before it
     with store.db.engine.connect() as conn:
         assert conn.execute(select(meta.c.value).where(meta.c.key == "b-taken")).scalar_one() == "first"
@@ -74,3 +74,38 @@ def test_the_connection_serves_the_next_transaction_after_a_refusal(store: Store
 
 def test_a_statement_is_prepared_once(store: Store) -> None:
     assert store.db.prepared(_PUT) is store.db.prepared(_PUT)
+
+
+_HOSTILE = [
+    "it's",
+    "back\\slash\\",
+    "50% off %s %(key)s",
+    "'); DROP TABLE meta; --",
+    "line\nbreak\ttab",
+    "ünïcødé 训练 🚀",
+    "$$dollar$$",
+    "E'\\x00'",
+]
+
+
+def test_values_reach_the_database_exactly_as_given(store: Store) -> None:
+    """On PostgreSQL the batch binds parameters on this side (quoted literals in one query string): quotes,
+    backslashes, percent signs, placeholders and statement separators in a value stay data."""
+    p = store.db.prepared
+    rows = [{"key": f"b-h{i}", "value": v} for i, v in enumerate(_HOSTILE)]
+    with store.db.tx() as conn:
+        done = batch.run(conn, [(p(_PUT), rows), (p(_COUNT), {"prefix": "b-h%"})])
+    assert done[0].rowcount == len(_HOSTILE)  # an executemany step counts every row it wrote
+    assert done[1].rows == [(len(_HOSTILE),)]
+    with store.db.engine.connect() as conn:
+        stored = dict(conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.like("b-h%"))).all())
+    assert stored == {r["key"]: r["value"] for r in rows}
+
+
+def test_the_commit_can_go_with_the_batch(store: Store) -> None:
+    p = store.db.prepared
+    with store.db.tx() as conn:
+        batch.run(conn, [(p(_PUT), {"key": "b-last", "value": "1"})], last=True)
+    assert _count(store, "b-last") == 1
+    with store.db.tx() as conn:  # the connection goes back to the pool clean: the next transaction works
+        assert batch.run(conn, [(p(_COUNT), {"prefix": "b-last"})])[0].rows == [(1,)]

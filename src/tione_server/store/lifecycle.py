@@ -52,7 +52,6 @@ class Outcome:
 
 
 _INSERT_TASK = insert(tasks)
-_INSERT_NAME = insert(task_names)
 _INSERT_TAG = insert(task_tags)
 _INSERT_RUN = insert(runs).values({c.name: bindparam(c.name) for c in runs.c if c.name != "seq"})
 """Every column but seq, which a trigger stamps (store/feed.py)."""
@@ -93,6 +92,13 @@ class Lifecycle:
         self._db = db
         self._scopes = scopes
         self._tasks = tasks
+        # The name's row, or nothing when the scope has a task of that name (issue 7 E12: the database's own
+        # uniqueness decides, whichever process creates it); a clash of numbers still breaks the constraint.
+        self._insert_name = (
+            db.upsert(task_names)
+            .on_conflict_do_nothing(index_elements=[task_names.c.scope_id, task_names.c.name])
+            .returning(task_names.c.num)
+        )
 
     def _lock_account(self, conn: Connection, uin: str) -> None:
         """Serialise the account's creates and starts across PostgreSQL connections, so its active-task count
@@ -126,10 +132,10 @@ class Lifecycle:
             if self._db.dialect == "postgresql":
                 steps.append((prepared(_LOCK_ACCOUNT), _account_lock(task.scope.uin)))
             # The first write: on SQLite it takes the write lock, so what is read after it is current.
-            first = len(steps)
+            named = len(steps) + 1
             steps += [
                 (prepared(_INSERT_TASK), row),
-                (prepared(_INSERT_NAME), {"scope_id": row["scope_id"], "name": task.name, "num": task.num}),
+                (prepared(self._insert_name), {"scope_id": row["scope_id"], "name": task.name, "num": task.num}),
                 (
                     prepared(_CREATE_CHECKS),
                     {"sid": row["scope_id"], "name": task.name, "num": task.num, "uin": task.scope.uin, "key": key},
@@ -142,13 +148,11 @@ class Lifecycle:
             try:
                 done = batch.run(conn, steps)
             except Refused as err:
-                if err.index == first + 1:  # issue 7 E12: the database refuses a second created task of the name
-                    raise NameTaken(task.name) from None
                 raise IdTaken(task.id) from err
-            clash, active, key_state = done[first + 2].rows[0]
+            clash, active, key_state = done[named + 1].rows[0]
             if key is not None:
                 judge(key_state)
-            if clash is not None:
+            if clash is not None or not done[named].rows:
                 raise NameTaken(task.name)
             if int(active) >= max_active:
                 raise QuotaExceeded(max_active)
