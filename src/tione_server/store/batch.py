@@ -10,12 +10,14 @@ transaction commits.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import BigInteger, ColumnElement, Connection, Dialect, any_, bindparam, func, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -61,6 +63,20 @@ class Statements:
         with self._lock:  # the statement is kept with it, so its id is never reused for another
             self._prepared[id(stmt)] = (stmt, prepared)
         return prepared
+
+
+def among(column: ColumnElement[int], dialect: str, name: str = "nums") -> ColumnElement[bool]:
+    """`column` is one of the numbers bound as `name` (their value: `numbers`). An IN list has a parameter per
+    number, so a new SQL text for each count, compiled anew; this is one text for any count: `= ANY(array)` on
+    PostgreSQL, a JSON array through json_each on SQLite."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name))))
+
+
+def numbers(nums: Iterable[int], dialect: str) -> Any:
+    """The value of an `among` parameter."""
+    return list(nums) if dialect == "postgresql" else json.dumps(list(nums))
 
 
 @dataclass(frozen=True, slots=True)

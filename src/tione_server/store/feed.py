@@ -16,7 +16,7 @@ its periodic sweep (runner.py).
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, func, inspect, select, text
 
 VERSION = 5
 
@@ -68,9 +68,6 @@ def install(conn: Connection, dialect: str, *, upgrading_from: int | None) -> No
         conn.execute(text(statement))
 
 
-def horizon(conn: Connection, dialect: str) -> int | None:
-    """PostgreSQL: the next cursor, read before the rows (the oldest transaction still running: every row stamped
-    below it is committed or rolled back). SQLite: None, the next cursor is one past the largest `seq` read."""
-    if dialect != "postgresql":
-        return None
-    return int(conn.exec_driver_sql("SELECT txid_snapshot_xmin(txid_current_snapshot())").scalar_one())
+HORIZON = select(func.txid_snapshot_xmin(func.txid_current_snapshot()))
+"""PostgreSQL: the next cursor, read before the rows (the oldest transaction still running: every row stamped
+below it is committed or rolled back). SQLite needs none: the next cursor is one past the largest `seq` read."""
