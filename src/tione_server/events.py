@@ -5,13 +5,14 @@ The request log says what was asked; these lines say what happened to a task aft
 
 from __future__ import annotations
 
-import logging
+from tione_server.requestlog import RequestLog
 
-log = logging.getLogger("tione_server.tasks")
+_log = RequestLog("tione_server.tasks")
+"""Written as the request lines are, without a LogRecord: a create and each of its run's moves log a line."""
 
 
 def state_changed(task_id: str, run_id: str, uin: str, before: str, after: str, reason: str = "") -> None:
     """Log `before -> after` for one run of a task, with the reason when there is one (FailureReason, the action)."""
-    if log.isEnabledFor(logging.INFO):
+    if _log.enabled():
         suffix = f" ({reason})" if reason else ""
-        log.info("task %s run %s uin=%s %s -> %s%s", task_id, run_id, uin, before or "-", after, suffix)
+        _log.info(f"task {task_id} run {run_id} uin={uin} {before or '-'} -> {after}{suffix}")

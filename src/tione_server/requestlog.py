@@ -22,14 +22,18 @@ FLUSH_SECONDS = 0.05
 
 
 class RequestLog:
-    """Writes request lines for one logger name."""
+    """Writes INFO lines for one logger name: the request lines, and the task state lines (events.py)."""
 
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
-        self._second = -1
-        self._stamp = ""
+        self._clock = (-1, "")
+        """The second last written and its asctime, one tuple: the runner and handler threads write lines too."""
         self._pending: list[str] = []
         self._flush_at: asyncio.TimerHandle | None = None
+
+    def enabled(self) -> bool:
+        """Whether an INFO line would be written (build the message only then)."""
+        return self._logger.isEnabledFor(logging.INFO)
 
     def info(self, message: str) -> None:
         """Log `message` at INFO, as `logging.getLogger(name).info(message)` would."""
@@ -42,9 +46,10 @@ class RequestLog:
             return
         now = time.time()
         second = int(now)
-        if second != self._second:  # the formatter's asctime: local time, then milliseconds after a comma
-            self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        line = f"{self._stamp},{int((now - second) * 1000):03d} INFO {logger.name}: {message}\n"
+        clock = self._clock
+        if clock[0] != second:  # the formatter's asctime: local time, then milliseconds after a comma
+            clock = self._clock = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        line = f"{clock[1]},{int((now - second) * 1000):03d} INFO {logger.name}: {message}\n"
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on the event loop: no timer to flush it later
