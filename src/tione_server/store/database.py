@@ -64,6 +64,19 @@ def make_engine(url: str, *, autocommit: bool = False, pooled: bool = True) -> E
         raise DatabaseError("PostgreSQL needs the psycopg driver: pip install 'tione-server[postgres]'.") from None
 
 
+SQLITE_MIN = (3, 35)
+"""RETURNING (a create's name, a run's mirror) and json_each (store/batch.py among) need it."""
+
+
+def _require_sqlite() -> None:
+    """Say at start that the SQLite library Python links is too old, rather than fail every create."""
+    import sqlite3
+
+    if sqlite3.sqlite_version_info < SQLITE_MIN:
+        need = ".".join(map(str, SQLITE_MIN))
+        raise DatabaseError(f"SQLite {sqlite3.sqlite_version} is too old: tione-server needs {need} or newer.")
+
+
 def _require_asyncpg() -> None:
     """The list's reads on PostgreSQL go through asyncpg (store/readers.py AsyncReaders): say so at start."""
     try:
@@ -90,6 +103,8 @@ class Database:
         self.readers = Readers(make_engine(url, autocommit=True, pooled=False))
         if self.dialect == "postgresql":
             _require_asyncpg()
+        else:
+            _require_sqlite()
         self.async_readers = AsyncReaders(self._connect_async) if self.dialect == "postgresql" else None
         """PostgreSQL: the event loop's own reader connections (store/readers.py); None on SQLite."""
         self._local = threading.local()  # this thread's open transaction: callbacks to run when it commits
