@@ -4,6 +4,7 @@ catches a change the feed missed. Both backends, the simulate executor, a fake c
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -210,7 +211,8 @@ def test_grants_are_written_together(h: Harness) -> None:
     transition_all = h.store.runs.transition_all
 
     def counting(moves: Any) -> bool:
-        calls.append(len(moves))
+        if all(m.fields["status"] == "STARTING" for m in moves):
+            calls.append(len(moves))
         return transition_all(moves)
 
     h.store.runs.transition_all = counting  # type: ignore[method-assign]
@@ -218,7 +220,65 @@ def test_grants_are_written_together(h: Harness) -> None:
     h.tick(T0 + 1)
     assert {h.detail(t)["Status"] for t in ids} == {"STARTING"}
     assert max(calls) > 1  # several grants in one transaction
-    assert len([n for n in calls if n > 1]) <= 2  # 20 grants: two chunks at most
+    assert len(calls) <= 2  # 20 grants: two chunks at most
+
+
+def test_moves_of_the_runs_a_pass_steps_are_written_together(h: Harness) -> None:
+    """Runs submitted, started or ended on one pass are moved a chunk per transaction, as grants are: a queue no
+    longer drains at the pace of commits."""
+    calls: list[tuple[str, int]] = []
+    transition_all = h.store.runs.transition_all
+
+    def counting(moves: Any) -> bool:
+        calls.append((moves[0].fields["status"], len(moves)))
+        return transition_all(moves)
+
+    h.store.runs.transition_all = counting  # type: ignore[method-assign]
+    ids = [h.call("CreateTrainingTask", params(f"m-{i}", **IDLE))["Id"] for i in range(20)]
+    h.tick(T0 + 1)
+    assert {h.detail(t)["Status"] for t in ids} == {"STARTING"}
+    submitted = [n for status, n in calls if status == "PENDING"]
+    assert sum(submitted) == 20
+    assert len(submitted) <= 2  # 20 moves SUBMITTING -> PENDING: two chunks at most
+
+
+def test_a_stop_racing_a_batch_of_moves_is_kept(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A run stopped between its step and the write of the pass's moves makes that write refused; each run's moves
+    are then written on their own. The stopped run is put back as it was (no SUCCEED, no state line saying so) and
+    read again, so it ends STOPPED; the others end as their step decided."""
+    short = {"Envs": [{"Name": "TI_SIMULATE_RUN_SECONDS", "Value": "5"}], "CallbackUrl": "http://192.168.1.10/hook"}
+    ids = [h.call("CreateTrainingTask", params(f"short-{i}", **short))["Id"] for i in range(4)]
+    for at in (1.0, 3.0, 3.5):
+        h.tick(T0 + at)
+    assert {h.detail(t)["Status"] for t in ids} == {"RUNNING"}
+    transition_all = h.store.runs.transition_all
+    raced: list[str] = []
+
+    def racing(moves: Any) -> bool:
+        if len(moves) > 1 and not raced and all(m.fields["status"] == "SUCCEED" for m in moves):
+            raced.append(ids[1])
+            h.call("StopTrainingTask", {"Id": ids[1]})  # another request, its own transaction, first
+        return transition_all(moves)
+
+    h.store.runs.transition_all = racing  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="tione_server.tasks"):
+        for at in range(4, 30):
+            h.tick(T0 + at)
+            if raced:
+                break
+        assert raced == [ids[1]]
+        statuses = [h.detail(t)["Status"] for t in ids]
+        assert [statuses[i] for i in (0, 2, 3)] == ["SUCCEED"] * 3
+        assert statuses[1] == "STOPPING"
+        for at in range(30, 60):
+            h.tick(T0 + at)
+    assert h.detail(ids[1])["Status"] == "STOPPED"
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [line for line in lines if f"task {ids[1]} " in line and "-> SUCCEED" in line]
+    assert [line for line in lines if f"task {ids[1]} " in line and "-> STOPPED" in line]
+    assert len([line for line in lines if "RUNNING -> SUCCEED" in line]) == 3
+    sent = sorted((str(body["id"]), str(body["message"])) for _, body in h.callbacks.sent)
+    assert sent == sorted([(ids[0], "SUCCEED"), (ids[1], "STOPPED"), (ids[2], "SUCCEED"), (ids[3], "SUCCEED")])
 
 
 def test_a_stop_racing_a_batch_of_grants_is_kept(database_url: str, tmp_path: Path) -> None:

@@ -76,6 +76,9 @@ GRANT_BATCH = 128
 """Most PENDING runs granted capacity in one tick, for the same reason."""
 GRANT_CHUNK = 16
 """Grants written in one transaction (one commit), then launched, before the tick's budget is looked at again."""
+MOVE_CHUNK = 16
+"""Moves of the runs a tick steps (submitted, started, ended) written in one transaction, as grants are: one commit
+each made a queue drain at the pace of PostgreSQL's commits (issue 12 target 5)."""
 FOLD_INTERVAL = 0.1
 """Seconds between folds of the task count changes (a write transaction): often enough that what every list adds
 stays small, not on every quick pass of a busy runner."""
@@ -156,6 +159,16 @@ def _failure(pod: Pod) -> str:
     if pod.reason:  # what the executor knows of the exit (issue 9 item 3: "was killed: out of memory ...")
         return f"{pod.suffix} {pod.reason}"
     return f"{pod.suffix} exited with code {pod.exit_code}"
+
+
+@dataclass
+class _Unwritten:
+    """A stepped run's move, applied to the run in memory and not yet written (`Runner._moved`)."""
+
+    task: Task
+    move: Move
+    before: str
+    reason: str
 
 
 def _pods_live(run: Run) -> bool:
@@ -280,6 +293,11 @@ class Runner:
         self._deadline = 0.0
         self._folded_at = -math.inf
         self._held: dict[int, tuple[Hold, ...]] = {}
+        self._holding_moves = False
+        """While a tick steps runs: their moves are applied in memory and written MOVE_CHUNK at a time."""
+        self._unwritten: list[_Unwritten] = []
+        self._undo: dict[int, dict[str, Any]] = {}
+        """What each run with unwritten moves was before them: put back should the write be refused."""
         """What each holding run holds, as counted in the granting round."""
 
     # -- the background loop --------------------------------------------------------------------
@@ -356,6 +374,37 @@ class Runner:
         stepped: list[int] = []
         self._deadline = time.perf_counter() + budget
         due = live.due(now, STEP_BATCH)
+        self._holding_moves = True
+        try:
+            changed |= self._step_all(due, stepped, now)
+        finally:
+            self._holding_moves = False
+            self._write_moves()
+        granted = self._schedule(now)
+        changed |= bool(granted)
+        self._finish_bookkeeping([*stepped, *granted], now)
+        for num in [*stepped, *granted]:
+            self._plan(num, now)
+        if self._placer is not None and now - self._swept_at >= SWEEP_INTERVAL:
+            self._swept_at = now
+            try:
+                self._placer.sweep({run.id for run, _ in live.items()})
+            except Exception:
+                log.exception("runner: sweeping the executor's leftovers failed")
+        if not now - FOLD_INTERVAL < self._folded_at <= now:
+            self._folded_at = now
+            try:
+                self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
+            except Exception:
+                log.exception("runner: folding task counts failed")
+        self._busy = live.busy(self._backoff)
+        return changed
+
+    def _step_all(self, due: list[int], stepped: list[int], now: float) -> bool:
+        """Step the runs due, as many as the tick's budget allows (the rest deferred to the next pass); their
+        numbers are added to `stepped`. Whether any changed."""
+        live = self._live
+        changed = False
         for i, num in enumerate(due):
             if self._spent() and not live.every_pass(num):
                 live.defer(due[i:], now)  # the rest on the next pass, soon
@@ -380,24 +429,6 @@ class Runner:
                     self._backoff.pop(run.id, None)
             live.refresh(num)  # a run just PENDING is granted capacity on this same pass,
             self._track_capacity(run)  # and capacity just given back is granted again on it
-        granted = self._schedule(now)
-        changed |= bool(granted)
-        self._finish_bookkeeping([*stepped, *granted], now)
-        for num in [*stepped, *granted]:
-            self._plan(num, now)
-        if self._placer is not None and now - self._swept_at >= SWEEP_INTERVAL:
-            self._swept_at = now
-            try:
-                self._placer.sweep({run.id for run, _ in live.items()})
-            except Exception:
-                log.exception("runner: sweeping the executor's leftovers failed")
-        if not now - FOLD_INTERVAL < self._folded_at <= now:
-            self._folded_at = now
-            try:
-                self.store.tasks.fold_counts()  # keeps the unfolded count changes that every list reads small
-            except Exception:
-                log.exception("runner: folding task counts failed")
-        self._busy = live.busy(self._backoff)
         return changed
 
     # -- the live set -----------------------------------------------------------------------------
@@ -584,13 +615,75 @@ class Runner:
         return self._moved(task, move, reason)
 
     def _moved(self, task: Task, move: Move, reason: str = "") -> bool:
-        """`_move` of a Move."""
+        """`_move` of a Move. While a tick steps runs, the move is applied to the run at once and written with
+        the next MOVE_CHUNK (`_write_moves`); False only when that write, made now, refused it."""
         run, before = move.run, move.run.status
+        if self._holding_moves:
+            undo = self._undo.setdefault(run.num, {"pods": run.pods})
+            for k, v in move.fields.items():
+                undo.setdefault(k, getattr(run, k))
+                setattr(run, k, v)
+            if move.pods_insert:
+                run.pods = list(move.pods_insert)
+            self._unwritten.append(_Unwritten(task, move, before, reason))
+            if len(self._unwritten) >= MOVE_CHUNK:
+                return run.num not in self._write_moves()
+            return True
         if not self.store.runs.transition_all([move]):
             self._live.suspects.add(run.num)  # changed meanwhile (the feed tells how) or deleted: read it again
             return False
         state_changed(task.id, run.id, task.scope.uin, before, run.status, reason)
         return True
+
+    def _write_moves(self) -> set[int]:
+        """Write the moves held so far in one transaction; should it be refused (a run changed meanwhile), each
+        run's moves on their own. A run whose move could not be written is put back as it was before its moves
+        and read again from the store. The numbers of those runs."""
+        held, self._unwritten = self._unwritten, []
+        undo, self._undo = self._undo, {}
+        if not held:
+            return set()
+        try:
+            written = self.store.runs.transition_all([h.move for h in held])
+        except Exception:  # the database: every run as it was, read again and stepped again
+            log.exception("runner: writing %d moves failed", len(held))
+            for num, before in undo.items():
+                self._put_back(num, before)
+                self._settle(num)
+            self._live.suspects |= set(undo)
+            return set(undo)
+        refused: set[int] = set()
+        if not written:
+            for num, before in undo.items():
+                self._put_back(num, before)  # as before the moves; then each run's written on their own
+            for h in held:
+                run = h.move.run
+                if run.num in refused or not self.store.runs.transition_all([h.move]):
+                    refused.add(run.num)
+                elif h.move.pods_insert:
+                    run.pods = list(h.move.pods_insert)
+            for num in undo:
+                self._settle(num)
+            self._live.suspects |= refused  # changed meanwhile (the feed tells how) or deleted: read it again
+        for h in held:
+            if h.move.run.num not in refused:
+                run = h.move.run
+                state_changed(h.task.id, run.id, h.task.scope.uin, h.before, h.move.fields["status"], h.reason)
+        return refused
+
+    def _put_back(self, num: int, before: dict[str, Any]) -> None:
+        """A run as it was before its unwritten moves."""
+        item = self._live.get(num)
+        if item is not None:
+            for k, v in before.items():
+                setattr(item[0], k, v)
+
+    def _settle(self, num: int) -> None:
+        """A run's queue place and counted capacity after its state changed outside a step."""
+        item = self._live.get(num)
+        if item is not None:
+            self._live.refresh(num)
+            self._track_capacity(item[0])
 
     # -- capacity (spec §6.2: PENDING until capacity, granted in submission order; scheduling.py decides) -------
 
