@@ -295,12 +295,12 @@ class Runner:
         self._deadline = 0.0
         self._folded_at = -math.inf
         self._held: dict[int, tuple[Hold, ...]] = {}
+        """What each holding run holds, as counted in the granting round."""
         self._holding_moves = False
         """While a tick steps runs: their moves are applied in memory and written MOVE_CHUNK at a time."""
         self._unwritten: list[_Unwritten] = []
         self._undo: dict[int, dict[str, Any]] = {}
         """What each run with unwritten moves was before them: put back should the write be refused."""
-        """What each holding run holds, as counted in the granting round."""
 
     # -- the background loop --------------------------------------------------------------------
 
@@ -638,9 +638,10 @@ class Runner:
         return True
 
     def _write_moves(self) -> set[int]:
-        """Write the moves held so far in one transaction; should it be refused (a run changed meanwhile), each
-        run's moves on their own. A run whose move could not be written is put back as it was before its moves
-        and read again from the store. The numbers of those runs."""
+        """Write the moves held so far in one transaction; should it be refused (a run changed meanwhile), put
+        every run back as it was before its moves and write each move on its own, in order. A run with a move
+        that could not be written keeps only the moves before it and is read again from the store; the numbers
+        of those runs."""
         held, self._unwritten = self._unwritten, []
         undo, self._undo = self._undo, {}
         if not held:
@@ -655,20 +656,22 @@ class Runner:
             self._live.suspects |= set(undo)
             return set(undo)
         refused: set[int] = set()
+        kept = [True] * len(held)
         if not written:
             for num, before in undo.items():
                 self._put_back(num, before)  # as before the moves; then each run's written on their own
-            for h in held:
+            for i, h in enumerate(held):
                 run = h.move.run
                 if run.num in refused or not self.store.runs.transition_all([h.move]):
-                    refused.add(run.num)
+                    refused.add(run.num)  # and the run's later moves, which assumed this one, are not written
+                    kept[i] = False
                 elif h.move.pods_insert:
                     run.pods = list(h.move.pods_insert)
             for num in undo:
                 self._settle(num)
             self._live.suspects |= refused  # changed meanwhile (the feed tells how) or deleted: read it again
-        for h in held:
-            if h.move.run.num not in refused:
+        for h, ok in zip(held, kept, strict=True):
+            if ok:
                 run = h.move.run
                 state_changed(h.task.id, run.id, h.task.scope.uin, h.before, h.move.fields["status"], h.reason)
         return refused
