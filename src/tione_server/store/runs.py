@@ -145,8 +145,8 @@ def _selected(stmt: Select[Any]) -> tuple[Select[Any], tuple[str, ...]]:
 
 
 @functools.cache
-def _changed_reads(dialect: str) -> tuple[tuple[Select[Any], tuple[str, ...]], ...]:
-    """The changed runs, their pods and their tasks (with scopes), by the numbers bound as `nums`: the runner
+def _reads_by_nums(dialect: str) -> tuple[tuple[Select[Any], tuple[str, ...]], ...]:
+    """Runs, their pods and their tasks (with scopes), by the numbers bound as `nums` (`_by_nums`): the runner
     reads a few runs a tick, many times a second, so one SQL text for any count of runs (batch.among), compiled
     once and sent together; built per call through SQLAlchemy, this read was 2-3 ms a tick (issue 12)."""
     return (
@@ -212,11 +212,38 @@ def _with_tasks(conn: Connection, found: list[Run]) -> list[tuple[Run, Task]]:
         .join(scopes, scopes.c.id == tasks.c.scope_id)
         .where(tasks.c.num.in_(nums))
     )
-    by_num: dict[int, Task] = {}
-    for r in rows:
-        m = r._mapping
-        by_num[m["num"]] = task_of(m, Scope(uin=m["uin"], region=m["region"], project=m["project"]))
+    by_num = {r._mapping["num"]: _scoped_task(r._mapping) for r in rows}
     return [(r, by_num[r.task_num]) for r in found if r.task_num in by_num]
+
+
+def _scoped_task(m: Mapping[Any, Any]) -> Task:
+    """The Task of a row of `tasks` joined to its scope."""
+    return task_of(m, Scope(uin=m["uin"], region=m["region"], project=m["project"]))
+
+
+def _by_nums(db: Database, conn: Connection, nums: Sequence[int]) -> list[tuple[Run, Task]]:
+    """The runs numbered `nums`, oldest first, each with its pods and its task: three statements compiled once
+    (`_reads_by_nums`) sent together."""
+    if not nums:
+        return []
+    p = db.prepared
+    reads = _reads_by_nums(db.dialect)
+    bound = {"nums": batch.numbers(nums, db.dialect)}
+    done = batch.run(conn, [(p(stmt), bound) for stmt, _ in reads])
+    found_runs, found_pods, found_tasks = (
+        [dict(zip(keys, r, strict=True)) for r in result.rows] for (_, keys), result in zip(reads, done, strict=True)
+    )
+    pods_of: dict[int, list[Pod]] = {}
+    for m in sorted(found_pods, key=lambda m: (m["run_num"], m["position"])):
+        pods_of.setdefault(m["run_num"], []).append(_pod(m))
+    by_num = {m["num"]: _scoped_task(m) for m in found_tasks}
+    out: list[tuple[Run, Task]] = []
+    for m in sorted(found_runs, key=lambda m: m["num"]):
+        run = _run(m, m["task_id"])
+        run.pods = pods_of.get(run.num, [])
+        if run.task_num in by_num:
+            out.append((run, by_num[run.task_num]))
+    return out
 
 
 @functools.cache
@@ -309,12 +336,12 @@ class Runs:
         with self._db.engine.connect() as conn:
             stmt = select(runs.c.num).where(runs.c.live.is_(True), runs.c.num > after).order_by(runs.c.num)
             nums = list(conn.execute(stmt.limit(limit)).scalars())
-            return _with_tasks(conn, runs_where(conn, runs.c.num.in_(nums)) if nums else [])
+            return _by_nums(self._db, conn, nums)
 
     def of_nums(self, nums: Sequence[int]) -> list[tuple[Run, Task]]:
         """The live runs among `nums`, each with its task (a run the runner could not write may be gone)."""
         with self._db.engine.connect() as conn:
-            return _with_tasks(conn, runs_where(conn, runs.c.num.in_(list(nums)), runs.c.live.is_(True)))
+            return [(run, task) for run, task in _by_nums(self._db, conn, list(nums)) if run.live]
 
     def cursor(self) -> int:
         """Where the change feed stands now: `changed` from here reports every run written after this call."""
@@ -331,7 +358,6 @@ class Runs:
         copy the caller holds; a run still at that stamp is not read again (the caller's own write)."""
         p = self._db.prepared
         pg = self._db.dialect == "postgresql"
-        reads = _changed_reads(self._db.dialect)
         with self._db.engine.connect() as conn:
             # The horizon is read before the rows (store/feed.py), in the same round trip.
             first: list[tuple[Prepared, Values]] = [(p(feed.HORIZON), {})] if pg else []
@@ -348,25 +374,7 @@ class Runs:
             nums = [int(num) for num, seq in rows if held(int(num)) != seq]
             if not nums:
                 return [], after
-            bound = {"nums": batch.numbers(nums, self._db.dialect)}
-            done = batch.run(conn, [(p(stmt), bound) for stmt, _ in reads])
-            found_runs, found_pods, found_tasks = (
-                [dict(zip(keys, r, strict=True)) for r in result.rows]
-                for (_, keys), result in zip(reads, done, strict=True)
-            )
-        pods_of: dict[int, list[Pod]] = {}
-        for m in sorted(found_pods, key=lambda m: (m["run_num"], m["position"])):
-            pods_of.setdefault(m["run_num"], []).append(_pod(m))
-        by_num = {
-            m["num"]: task_of(m, Scope(uin=m["uin"], region=m["region"], project=m["project"])) for m in found_tasks
-        }
-        out: list[tuple[Run, Task]] = []
-        for m in sorted(found_runs, key=lambda m: m["num"]):
-            run = _run(m, m["task_id"])
-            run.pods = pods_of.get(run.num, [])
-            if run.task_num in by_num:
-                out.append((run, by_num[run.task_num]))
-        return out, after
+            return _by_nums(self._db, conn, nums), after
 
     def held_by_node(self) -> dict[str, tuple[int, int, int]]:
         """(cpu, memory, gpu) held on each prepaid node by runs in STARTING/RUNNING/STOPPING (spec §4.10)."""
