@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 from tencentcloud.common import credential
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
@@ -21,6 +23,8 @@ from tencentcloud.tione.v20211111 import models, tione_client
 
 from tests.live import BIN, REGION, Server, free_port, running_server
 from tests.rawhttp import FORM_TYPE, JSON_TYPE, Creds, RawClient, check_envelope, tc3_request
+from tione_server.config import Settings
+from tione_server.serving import body_arrived, uvicorn_options
 
 MB = 1024 * 1024
 ATTACK_BODY = int(9.5 * MB)
@@ -199,6 +203,57 @@ def test_a_reply_without_a_body_is_not_held(shared: Server) -> None:
         assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body is sent
         sock.sendall(request.body)
         assert b'"TotalCount"' in _recv_all(sock)
+
+
+def test_body_arrived_tells_a_whole_body_from_one_still_coming() -> None:
+    """Issue 12: the gateway sets no body timer when uvicorn already holds the whole body (serving.body_arrived).
+    The check reads uvicorn's request cycle, so it is tested against uvicorn itself: a body sent with its headers
+    has arrived; one sent after a pause has not (it is read under the timer, as the slow-body tests show)."""
+    seen: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(body_arrived(receive))
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    port = free_port()
+    options = uvicorn_options(Settings())  # the protocol `serve` runs
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error", **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(head + b"whole")
+            assert _recv_reply(sock).endswith(b"whole")
+            sock.sendall(head)
+            time.sleep(0.3)
+            sock.sendall(b"later")
+            assert _recv_reply(sock).endswith(b"later")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert seen == [True, False]
+
+
+def _recv_reply(sock: socket.socket) -> bytes:
+    """One reply of five body bytes."""
+    reply = b""
+    while not (b"\r\n\r\n" in reply and len(reply.split(b"\r\n\r\n", 1)[1]) >= 5):
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the connection"
+        reply += chunk
+    return reply
 
 
 def test_gateway_memory_stays_bounded_under_unauthenticated_bodies(server: Server) -> None:

@@ -60,6 +60,7 @@ from tione_server.offload import Offload
 from tione_server.ratelimit import RateLimiter
 from tione_server.replay import NonceStore
 from tione_server.requestlog import RequestLog
+from tione_server.serving import body_arrived
 from tione_server.store import Store
 from tione_server.store.keys import KeyWithdrawn
 
@@ -193,7 +194,8 @@ class Gateway:
             await _send(send, _error_reply(exc, request_id, language, trace), close=not kept)
             _log_request(self.request_log, trace, request_id, started)
             return
-        body = await read_body(receive, limit=head.limit, budget=self.budget, timeout=timeout)
+        arrived = body_arrived(receive)
+        body = await read_body(receive, limit=head.limit, budget=self.budget, timeout=timeout, arrived=arrived)
         try:
             if body.stop == "gone":
                 return

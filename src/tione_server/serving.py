@@ -4,7 +4,8 @@ do not arrive in time, sends what a step of the event loop writes in one writev 
 (serve_workers); TLS when a certificate is given, and the warning for plain HTTP beyond loopback.
 
 uvicorn bounds what it buffers per connection (it stops reading past 64 KB of unread body) and closes idle
-keep-alive connections, but it waits for a request's headers forever; the body deadline is the gateway's.
+keep-alive connections, but it waits for a request's headers forever; the body deadline is the gateway's, which
+sets no timer when the whole body has already arrived (body_arrived).
 """
 
 from __future__ import annotations
@@ -175,6 +176,13 @@ class WritesAtStepEnd:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+def body_arrived(receive: Any) -> bool:
+    """Whether the request's whole body is already in uvicorn's hands, so that `receive()` cannot wait: its
+    request cycle (the bound method's owner) has seen the message end. Anything not known to be so is False, and
+    the gateway reads the body under its timer."""
+    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
