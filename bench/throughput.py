@@ -5,10 +5,14 @@ The two-worker row carries the floor's own two-over-one ratio beside it: what th
 from a second worker on this machine, with the load generator sharing its cores. It also carries the server's CPU
 per reply at one worker and at two (equal figures: the second worker adds no cost of its own) and how busy the
 machine's cores were with two: where they are all busy, what the server did not get went to the load generator
-and the kernel, and the gain is the machine's to give, not the server's.
+and the kernel, and the gain is the machine's to give, not the server's. Last, the most any number of workers
+could gain here: how many times one worker's load (its server's CPU and the load generator's) fits in the
+machine's cores, were a reply to cost no more with more workers and every core busy to the last cycle.
 """
 
 from __future__ import annotations
+
+import os
 
 from bench.load import LoadResult
 from bench.processes import CpuUse
@@ -56,6 +60,15 @@ def _cpu_note(one: Throughput, many: Throughput) -> str:
     )
 
 
+def _ceiling_note(one: Throughput, cores: int) -> str:
+    """`; at most 1.71× on 2 cores`: the machine's cores over what one worker's load kept busy (server and load
+    generator), where the server's CPU was read."""
+    if one.real_cpu is None:
+        return ""
+    busy = one.real_cpu.server_cores + one.real.cpu_share
+    return f"; at most {cores / busy:.2f}× on {cores} cores" if busy > 0 else ""
+
+
 def _per_reply_us(cpu: CpuUse, result: LoadResult) -> float:
     return cpu.server_cores / result.rps * 1e6
 
@@ -63,7 +76,7 @@ def _per_reply_us(cpu: CpuUse, result: LoadResult) -> float:
 def _workers_row(backend: str, one: Throughput, many: Throughput) -> TargetRow:
     gain = many.real.rps / one.real.rps if one.real.rps else 0.0
     floor_gain = many.floor.rps / one.floor.rps if one.floor.rps else 0.0
-    notes = _generator_note(many.real, many.floor) + _cpu_note(one, many)
+    notes = _generator_note(many.real, many.floor) + _cpu_note(one, many) + _ceiling_note(one, os.cpu_count() or 1)
     return TargetRow(
         backend=backend,
         measure=f"throughput · {many.workers} workers vs 1, default page, {size_label(many.size)} tasks",

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from bench.load import LoadResult
-from bench.processes import CpuWindow, Running
+from bench.processes import CpuUse, CpuWindow, Running
+from bench.report import Throughput
 from bench.run import median_round
+from bench.throughput import _ceiling_note, _workers_row
 
 BURN = "import time\nend = time.monotonic() + 4\nwhile time.monotonic() < end: pass\n"
 """A process that keeps one core busy for 4 s."""
@@ -63,3 +66,25 @@ def test_the_median_round_is_kept_with_every_rounds_errors() -> None:
     assert result.errors == 3
     even, _ = median_round(rounds[:2])
     assert even.replies == 100  # the lower middle: a figure is never flattered by an even count
+
+
+def test_the_workers_row_says_how_much_the_machine_could_give() -> None:
+    """Issue 12 target 3: one worker's server at 1.00 core and its load generator at 0.17 fit 1.71 times in two
+    cores; that ceiling stands beside the measured gain, so a MISS the machine decides reads as such."""
+    one = Throughput(size=1000, workers=1, connections=16, real=_load(9000, 0.17), floor=_load(30000, 0.5),
+                     real_cpu=CpuUse(server_cores=1.0, machine_busy=0.6))  # fmt: skip
+    two = Throughput(size=1000, workers=2, connections=16, real=_load(13000, 0.27), floor=_load(33000, 0.5),
+                     real_cpu=CpuUse(server_cores=1.66, machine_busy=0.97))  # fmt: skip
+    assert _ceiling_note(one, 2) == "; at most 1.71× on 2 cores"
+    row = _workers_row("sqlite", one, two)
+    cores = os.cpu_count() or 1  # the row speaks of this machine
+    assert row.ratio == (
+        f"1.44× 1 worker (floor 1.10×); server CPU/reply 111 → 128 µs, cores 97% busy; "
+        f"at most {cores / 1.17:.2f}× on {cores} cores"
+    )
+    assert not row.ok
+    assert _ceiling_note(replace(one, real_cpu=None), 2) == ""  # no CPU reading, no ceiling
+
+
+def _load(rps: int, generator: float) -> LoadResult:
+    return LoadResult(replies=rps, errors=0, seconds=1.0, cpu_share=generator, p50_ms=1.0, p99_ms=2.0)
