@@ -196,8 +196,8 @@ def _targets_table(rows: list[TargetRow]) -> list[str]:
         "same load generator and connections, back to back; p50s at one connection. Workers: `--workers 2` over "
         "one worker, the floor's own gain beside it, then the server's CPU per reply at one worker and at two and "
         "how busy the machine's cores were with two (all busy: the rest went to the load generator and the kernel), "
-        "and the most any number of workers could gain on this machine: its cores over what one worker's load kept "
-        "busy (server and load generator), were a reply to cost no more and every core busy to the last cycle.",
+        "and the most any number of workers could gain on this machine: its cores over what one worker's run kept "
+        "busy (server, load generator, kernel, PostgreSQL), were a reply to cost no more and every core busy.",
         "",
         "| Backend | Measure | Value | Ratio | Target |",
         "|---|---|---:|---:|---|",

@@ -6,8 +6,9 @@ from a second worker on this machine, with the load generator sharing its cores.
 per reply at one worker and at two (equal figures: the second worker adds no cost of its own) and how busy the
 machine's cores were with two: where they are all busy, what the server did not get went to the load generator
 and the kernel, and the gain is the machine's to give, not the server's. Last, the most any number of workers
-could gain here: how many times one worker's load (its server's CPU and the load generator's) fits in the
-machine's cores, were a reply to cost no more with more workers and every core busy to the last cycle.
+could gain here: how many times what one worker's run kept busy (the server, the load generator, the kernel,
+PostgreSQL) fits in the machine's cores, were a reply to cost no more with more workers and every core busy to the
+last cycle.
 """
 
 from __future__ import annotations
@@ -61,12 +62,11 @@ def _cpu_note(one: Throughput, many: Throughput) -> str:
 
 
 def _ceiling_note(one: Throughput, cores: int) -> str:
-    """`; at most 1.71× on 2 cores`: the machine's cores over what one worker's load kept busy (server and load
-    generator), where the server's CPU was read."""
-    if one.real_cpu is None:
+    """`; at most 1.67× on 2 cores`: the machine's cores over the cores one worker's run kept busy, where the
+    machine's CPU was read."""
+    if one.real_cpu is None or one.real_cpu.machine_busy <= 0:
         return ""
-    busy = one.real_cpu.server_cores + one.real.cpu_share
-    return f"; at most {cores / busy:.2f}× on {cores} cores" if busy > 0 else ""
+    return f"; at most {1 / one.real_cpu.machine_busy:.2f}× on {cores} cores"
 
 
 def _per_reply_us(cpu: CpuUse, result: LoadResult) -> float:
